@@ -1,0 +1,90 @@
+package org.sparse24;
+
+import org.sparse24.binding.s24_saved;
+import org.sparse24.binding.s24_sparsity;
+import org.sparse24.binding.global.sparse24;
+
+/**
+ * What a {@link SparseFfn} forward keeps for its backward (the packed 2:4 activations, per-feature counts,
+ * the dense-feature set, the permutation step) and the statistics of that step. Belongs to one FFN and one
+ * token count; closing the FFN closes it.
+ */
+public final class SavedState extends Resource {
+    private final SparseFfn ffn;
+    private final long tokens;
+    private final s24_saved handle;
+    private volatile boolean filled;
+
+    SavedState(SparseFfn ffn, long tokens, s24_saved handle) {
+        super(ffn.context());
+        this.ffn = ffn;
+        this.tokens = tokens;
+        this.handle = handle;
+        ffn.context().track(this);
+    }
+
+    /** The FFN this state belongs to. */
+    public SparseFfn ffn() {
+        return ffn;
+    }
+
+    /** The token count T of the forward it serves. */
+    public long tokens() {
+        return tokens;
+    }
+
+    /** Whether a forward has filled this state (a backward needs one). */
+    public boolean isFilled() {
+        return filled;
+    }
+
+    /** Statistics of the forward (and backward, if run) that used this state; synchronizes the stream. */
+    public Sparsity sparsity() {
+        try (s24_sparsity s = new s24_sparsity()) {
+            Native.check(sparse24.s24_saved_sparsity(handle(), s), "s24_saved_sparsity");
+            return new Sparsity(s.tokens(), s.features(), s.step(), s.activation_nonzeros(), s.forward_kept(),
+                    s.dense_features(), s.dw2_sparse_nonzeros(), s.dw2_sparse_kept(), s.dw1_sparse_nonzeros(),
+                    s.dw1_sparse_kept(), s.forward_sparse() != 0, s.backward_sparse() != 0,
+                    s.backward_done() != 0);
+        }
+    }
+
+    /** The features the split backward computes densely for this step, ascending; synchronizes the stream. */
+    public int[] denseFeatures() {
+        long[] count = new long[1];
+        Native.check(sparse24.s24_saved_dense_features(handle(), (int[]) null, 0, count), "s24_saved_dense_features");
+        int[] idx = new int[Math.toIntExact(count[0])];
+        Native.check(sparse24.s24_saved_dense_features(handle(), idx, idx.length, count), "s24_saved_dense_features");
+        return idx;
+    }
+
+    /** The permutation step the forward used (forward number s of this plan uses step s); -1 before a forward. */
+    public long step() {
+        return sparsity().step();
+    }
+
+    s24_saved handle() {
+        ensureOpen();
+        return handle;
+    }
+
+    void markFilled() {
+        filled = true;
+    }
+
+    @Override
+    void release() {
+        ffn.forget(this);
+        Native.check(sparse24.s24_saved_destroy(handle), "s24_saved_destroy");
+    }
+
+    @Override
+    String describe() {
+        return "saved state (T=" + tokens + ") of " + ffn.describe();
+    }
+
+    @Override
+    public String toString() {
+        return describe() + (isClosed() ? " (closed)" : "");
+    }
+}

@@ -1,0 +1,218 @@
+package org.sparse24;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+
+import org.bytedeco.javacpp.Pointer;
+import org.sparse24.binding.s24_context;
+import org.sparse24.binding.s24_context_info;
+import org.sparse24.binding.global.sparse24;
+
+/**
+ * A sparse24 context: one backend (CPU or a CUDA device), its stream, library handles, workspace and plan
+ * cache. Every {@link Tensor}, {@link SparseFfn} and {@link Event} belongs to one context; closing the
+ * context closes them all first.
+ *
+ * <p>A context may be used from several threads at once: the native library serializes calls on one context.
+ * Closing it while other threads still use it is the caller's mistake (their calls then fail with
+ * {@link IllegalStateException} or use freed memory).
+ *
+ * <pre>{@code
+ * try (Sparse24 ctx = Sparse24.create(Backend.AUTO)) {
+ *     System.out.println(ctx.info());
+ * }
+ * }</pre>
+ */
+public final class Sparse24 implements AutoCloseable {
+    private volatile s24_context handle;
+    private final ContextInfo info;
+    private final Set<Resource> resources = new LinkedHashSet<>();
+    private boolean closing;
+
+    private Sparse24(s24_context handle) {
+        this.handle = handle;
+        try (s24_context_info raw = new s24_context_info()) {
+            Native.check(sparse24.s24_context_get_info(handle, raw), "s24_context_get_info");
+            info = new ContextInfo(Backend.of(raw.backend()), raw.device(), Native.string(raw.device_name()),
+                    raw.compute_capability(), raw.multiprocessors(), raw.direct_layout() != 0,
+                    raw.cusparselt_version(), raw.cublaslt_version(), raw.cpu_threads(),
+                    Native.string(raw.cusparselt_path()), Native.string(raw.cublaslt_path()));
+        } catch (RuntimeException e) {
+            sparse24.s24_context_destroy(handle);
+            throw e;
+        }
+    }
+
+    /**
+     * Creates a context on {@code backend}; for CUDA, on device 0.
+     *
+     * @throws Sparse24Exception {@code S24_ERROR_BACKEND_UNAVAILABLE} when CUDA is asked for and there is no
+     *                           device, {@code S24_ERROR_LIBRARY_NOT_FOUND} when cuSPARSELt or cuBLASLt is missing
+     */
+    public static Sparse24 create(Backend backend) {
+        return create(backend, 0);
+    }
+
+    /**
+     * Creates a context on {@code backend}, using CUDA device {@code device} where CUDA is chosen.
+     * {@link Backend#AUTO} falls back to the CPU when no usable device or library is present.
+     */
+    public static Sparse24 create(Backend backend, int device) {
+        if (backend == null) {
+            throw new IllegalArgumentException("backend must not be null (AUTO, CPU or CUDA)");
+        }
+        if (device < 0) {
+            throw new IllegalArgumentException("device must be a CUDA device ordinal >= 0, got " + device);
+        }
+        s24_context handle = new s24_context();
+        Native.check(sparse24.s24_context_create(backend.code, device, handle), "s24_context_create");
+        return new Sparse24(handle);
+    }
+
+    /** A context on CUDA device 0 when it and cuSPARSELt/cuBLASLt are usable, else on the CPU. */
+    public static Sparse24 auto() {
+        return create(Backend.AUTO);
+    }
+
+    /** A context on the CPU reference backend. */
+    public static Sparse24 cpu() {
+        return create(Backend.CPU);
+    }
+
+    /** A context on CUDA device {@code device}. */
+    public static Sparse24 cuda(int device) {
+        return create(Backend.CUDA, device);
+    }
+
+    /** The native library version, "MAJOR.MINOR.PATCH". */
+    public static String version() {
+        return Native.string(sparse24.s24_version());
+    }
+
+    /** What this context runs on. */
+    public ContextInfo info() {
+        return info;
+    }
+
+    /** The backend in use: {@link Backend#CPU} or {@link Backend#CUDA}, never AUTO. */
+    public Backend backend() {
+        return info.backend();
+    }
+
+    /**
+     * Sets the {@code cudaStream_t} that work is enqueued on ({@code null}: the legacy default stream). Waits for
+     * work on the previous stream first. The CPU backend accepts only {@code null}.
+     */
+    public void setStream(Pointer stream) {
+        Native.check(sparse24.s24_context_set_stream(handle(), stream), "s24_context_set_stream");
+    }
+
+    /** The current {@code cudaStream_t} ({@code null} pointer value for the default stream and on CPU). */
+    public Pointer stream() {
+        Pointer stream = new Pointer();
+        Native.check(sparse24.s24_context_get_stream(handle(), stream), "s24_context_get_stream");
+        return stream;
+    }
+
+    /** Blocks until all work enqueued through this context has finished. */
+    public void synchronize() {
+        Native.check(sparse24.s24_context_synchronize(handle()), "s24_context_synchronize");
+    }
+
+    /**
+     * Whether sparse GEMM plans that {@link Sparse24Ops#spmm} creates from now on search cuSPARSELt's algorithms
+     * (once per shape; the choice is validated against a dense product and cached). FFN plans follow their own
+     * {@link SparseFfnOptions#algorithmSearch()}. No effect on the CPU backend.
+     */
+    public void setAlgorithmSearch(boolean on) {
+        Native.check(sparse24.s24_context_set_algorithm_search(handle(), on ? 1 : 0),
+                "s24_context_set_algorithm_search");
+    }
+
+    /** Whether {@link #close()} has run. */
+    public boolean isClosed() {
+        return handle == null;
+    }
+
+    /**
+     * Closes every open resource of this context (newest first), then frees the context. Idempotent.
+     *
+     * @throws Sparse24Exception if the native side fails to free something (everything is still released)
+     */
+    @Override
+    public void close() {
+        List<Resource> open;
+        synchronized (this) {
+            if (handle == null || closing) {
+                return;
+            }
+            closing = true;
+            open = new ArrayList<>(resources);
+        }
+        Collections.reverse(open);
+        RuntimeException failure = null;
+        for (Resource r : open) {
+            try {
+                r.close();
+            } catch (RuntimeException e) {
+                failure = failure == null ? e : failure;
+            }
+        }
+        s24_context h;
+        synchronized (this) {
+            h = handle;
+            handle = null;
+        }
+        int status = sparse24.s24_context_destroy(h);
+        if (failure != null) {
+            throw failure;
+        }
+        Native.check(status, "s24_context_destroy");
+    }
+
+    @Override
+    public String toString() {
+        return "Sparse24[" + info + (isClosed() ? ", closed]" : "]");
+    }
+
+    /** The native handle; {@link IllegalStateException} if closed. */
+    s24_context handle() {
+        s24_context h = handle;
+        if (h == null) {
+            throw new IllegalStateException("the sparse24 context (" + info.backend() + ") is closed");
+        }
+        return h;
+    }
+
+    /** Tracks an open resource so that {@link #close()} closes it. */
+    synchronized void track(Resource r) {
+        if (closing) {
+            throw new IllegalStateException("the sparse24 context (" + info.backend() + ") is closed");
+        }
+        resources.add(r);
+    }
+
+    /** Stops tracking a resource that was closed. */
+    synchronized void forget(Resource r) {
+        resources.remove(r);
+    }
+
+    /** Allocates {@code bytes} in this context's memory (host on CPU, device on CUDA). */
+    Pointer malloc(long bytes) {
+        Pointer p = new Pointer();
+        Native.check(sparse24.s24_malloc(handle(), bytes, p), "s24_malloc");
+        return p;
+    }
+
+    void free(Pointer p) {
+        Native.check(sparse24.s24_free(handle(), p), "s24_free");
+    }
+
+    /** Copies in stream order; host-involving copies return once the host buffer may be reused or read. */
+    void copy(Pointer dst, Pointer src, long bytes, int kind) {
+        Native.check(sparse24.s24_memcpy(handle(), dst, src, bytes, kind), "s24_memcpy");
+    }
+}

@@ -1,0 +1,241 @@
+package org.sparse24;
+
+import java.util.Arrays;
+
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.ShortPointer;
+import org.sparse24.binding.global.sparse24;
+
+/**
+ * A dense row-major array in a context's memory (host memory for the CPU backend, device memory for CUDA),
+ * with a shape and a {@link DType}. An owned tensor frees its buffer on {@link #close()}; a borrowed one
+ * ({@link #borrow}) only wraps memory that someone else frees. Using a closed tensor throws
+ * {@link IllegalStateException} naming it; {@code close()} is idempotent.
+ */
+public final class Tensor extends Resource {
+    private final DType dtype;
+    private final long[] shape;
+    private final long elements;
+    private final Pointer data;
+    private final boolean owned;
+    private volatile String name;
+
+    private Tensor(Sparse24 context, Pointer data, boolean owned, DType dtype, long[] shape, long elements) {
+        super(context);
+        this.dtype = dtype;
+        this.shape = shape;
+        this.elements = elements;
+        this.data = data;
+        this.owned = owned;
+        context.track(this);
+    }
+
+    /** A new tensor of {@code shape} (every extent >= 1); its contents are undefined. */
+    public static Tensor allocate(Sparse24 context, DType dtype, long... shape) {
+        requireContext(context);
+        requireDType(dtype);
+        long[] s = checkedShape(shape);
+        long elements = elementCount(s);
+        return new Tensor(context, context.malloc(Math.multiplyExact(elements, (long) dtype.byteSize())), true,
+                dtype, s, elements);
+    }
+
+    /**
+     * A new tensor holding {@code values} (row-major, {@code values.length} = product of {@code shape}),
+     * converted on the host to {@code dtype} with round-to-nearest-even.
+     */
+    public static Tensor fromFloats(Sparse24 context, DType dtype, float[] values, long... shape) {
+        if (values == null) {
+            throw new IllegalArgumentException("values must not be null");
+        }
+        Tensor t = allocate(context, dtype, shape);
+        try {
+            t.copyFrom(values);
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    /**
+     * Wraps memory owned by someone else (e.g. a LibTorch tensor's data pointer): it must hold at least
+     * product(shape) elements of {@code dtype} in the context's memory space and outlive this tensor.
+     * {@link #close()} only marks the wrapper closed.
+     */
+    public static Tensor borrow(Sparse24 context, Pointer data, DType dtype, long... shape) {
+        requireContext(context);
+        requireDType(dtype);
+        if (data == null || data.isNull()) {
+            throw new IllegalArgumentException("data must be a non-null pointer into the context's memory");
+        }
+        long[] s = checkedShape(shape);
+        return new Tensor(context, new Pointer(data), false, dtype, s, elementCount(s));
+    }
+
+    /** Sets the name used in messages (e.g. the argument or variable it holds) and returns this tensor. */
+    public Tensor named(String name) {
+        this.name = name;
+        return this;
+    }
+
+    /** The name given by {@link #named}, or {@code null}. */
+    public String name() {
+        return name;
+    }
+
+    /** The element type. */
+    public DType dtype() {
+        return dtype;
+    }
+
+    /** A copy of the shape. */
+    public long[] shape() {
+        return shape.clone();
+    }
+
+    /** Extent of dimension {@code dim}. */
+    public long dim(int dim) {
+        return shape[dim];
+    }
+
+    /** The number of dimensions. */
+    public int rank() {
+        return shape.length;
+    }
+
+    /** The product of the shape. */
+    public long elementCount() {
+        return elements;
+    }
+
+    /** Bytes of the buffer: elements times the dtype size. */
+    public long byteSize() {
+        return elements * dtype.byteSize();
+    }
+
+    /** Whether {@link #close()} frees the memory (false for {@link #borrow borrowed} tensors). */
+    public boolean isOwned() {
+        return owned;
+    }
+
+    /** The data pointer, in the context's memory space. */
+    public Pointer data() {
+        ensureOpen();
+        return data;
+    }
+
+    /** Overwrites the tensor with {@code values} converted to the dtype (round to nearest even). */
+    public void copyFrom(float[] values) {
+        ensureOpen();
+        if (values == null || values.length != elements) {
+            throw new IllegalArgumentException("values: expected " + elements + " floats for " + describe()
+                    + ", got " + (values == null ? "null" : values.length));
+        }
+        if (dtype == DType.FP32) {
+            try (FloatPointer host = new FloatPointer(values)) {
+                context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
+            }
+            return;
+        }
+        short[] bits = new short[values.length];
+        if (dtype == DType.BF16) {
+            for (int i = 0; i < bits.length; i++) {
+                bits[i] = HalfFloats.floatToBf16(values[i]);
+            }
+        } else {
+            for (int i = 0; i < bits.length; i++) {
+                bits[i] = HalfFloats.floatToFp16(values[i]);
+            }
+        }
+        try (ShortPointer host = new ShortPointer(bits)) {
+            context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
+        }
+    }
+
+    /** The values as floats (exact for every dtype); waits for pending work on the context's stream. */
+    public float[] toFloats() {
+        ensureOpen();
+        if (elements > Integer.MAX_VALUE - 8) {
+            throw new IllegalStateException(describe() + " has too many elements for a float[]");
+        }
+        float[] values = new float[(int) elements];
+        if (dtype == DType.FP32) {
+            try (FloatPointer host = new FloatPointer(elements)) {
+                context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
+                host.get(values);
+            }
+            return values;
+        }
+        short[] bits = new short[values.length];
+        try (ShortPointer host = new ShortPointer(elements)) {
+            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
+            host.get(bits);
+        }
+        for (int i = 0; i < bits.length; i++) {
+            values[i] = dtype == DType.BF16 ? HalfFloats.bf16ToFloat(bits[i]) : HalfFloats.fp16ToFloat(bits[i]);
+        }
+        return values;
+    }
+
+    /**
+     * Sets every byte to {@code byteValue} (e.g. 0xFF makes every 16-bit or 32-bit element a NaN), so that
+     * elements an operation should have written but did not stand out.
+     */
+    public void poison(int byteValue) {
+        ensureOpen();
+        Native.check(sparse24.s24_memset(context().handle(), data, byteValue, byteSize()), "s24_memset");
+    }
+
+    @Override
+    void release() {
+        if (owned) {
+            context().free(data);
+        }
+    }
+
+    @Override
+    String describe() {
+        return "tensor " + (name == null ? "" : "'" + name + "' ") + dtype + " " + Arrays.toString(shape);
+    }
+
+    @Override
+    public String toString() {
+        return describe() + " on " + context().backend() + (isClosed() ? " (closed)" : "");
+    }
+
+    private static void requireContext(Sparse24 context) {
+        if (context == null) {
+            throw new IllegalArgumentException("context must not be null");
+        }
+        context.handle();
+    }
+
+    private static void requireDType(DType dtype) {
+        if (dtype == null) {
+            throw new IllegalArgumentException("dtype must not be null (BF16, FP16 or FP32)");
+        }
+    }
+
+    private static long[] checkedShape(long[] shape) {
+        if (shape == null || shape.length == 0) {
+            throw new IllegalArgumentException("shape must have at least one dimension");
+        }
+        for (int i = 0; i < shape.length; i++) {
+            if (shape[i] < 1) {
+                throw new IllegalArgumentException("shape[" + i + "] must be >= 1, got " + shape[i] + " in "
+                        + Arrays.toString(shape));
+            }
+        }
+        return shape.clone();
+    }
+
+    private static long elementCount(long[] shape) {
+        long n = 1;
+        for (long extent : shape) {
+            n = Math.multiplyExact(n, extent);
+        }
+        return n;
+    }
+}

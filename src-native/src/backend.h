@@ -1,0 +1,109 @@
+// Internal interface between the C API front end (api.cpp, ffn.cpp) and the backends (cpu/, cuda/).
+//
+// The front end validates every argument (shapes, dtypes, null pointers, layout constraints) before
+// it calls a backend, so a backend may assume valid input. Backends report failures by throwing
+// s24::Error (status + message); api.cpp turns that into a status and s24_last_error().
+// All pointers are in the backend's memory space (device memory for CUDA, host memory for CPU) and
+// all work is ordered on the backend's current stream.
+#pragma once
+
+#include "sparse24.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace s24 {
+
+// A failure with its status. Messages name the argument / library call and the expected value.
+class Error : public std::runtime_error {
+public:
+    Error(s24_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+    s24_status status() const { return status_; }
+
+private:
+    s24_status status_;
+};
+
+[[noreturn]] inline void fail(s24_status status, const std::string& message) { throw Error(status, message); }
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    // --- context -------------------------------------------------------------------------------
+    virtual void info(s24_context_info* info) const = 0;
+    virtual void set_stream(void* stream) = 0;  // must wait for work on the previous stream first
+    virtual void* stream() const = 0;
+    virtual void synchronize() = 0;
+
+    // --- memory --------------------------------------------------------------------------------
+    virtual void* allocate(size_t bytes) = 0;  // throws OUT_OF_MEMORY; never returns nullptr for bytes > 0
+    virtual void release(void* ptr) = 0;
+    virtual void copy(void* dst, const void* src, size_t bytes, s24_copy_kind kind) = 0;
+    virtual void fill(void* ptr, int value, size_t bytes) = 0;
+
+    // Scratch for one FFN call (the front end asks once per call and sub-allocates): valid until the
+    // next call that asks for scratch (calls on a context are serialized and stream-ordered, so one
+    // growing buffer serves them all). Contents undefined. Building blocks must NOT use it: they keep
+    // their own workspaces (GEMM workspaces, selection temporaries), since the FFN passes pointers
+    // into this buffer to them.
+    virtual void* scratch(size_t bytes) = 0;
+
+    // --- events (stream-ordered timing) -----------------------------------------------------------
+    virtual void* event_create() = 0;
+    virtual void event_destroy(void* event) = 0;
+    virtual void event_record(void* event) = 0;
+    virtual float event_elapsed_ms(void* start, void* end) = 0;  // waits for end
+
+    // --- what the FFN uses ------------------------------------------------------------------------
+    // The packed layout this backend gives the FFN's 2:4 operands of [rows, cols] (Yhat is [T, f],
+    // the transposed operands [f, T]): CUDA returns CUSPARSELT where the shape and the verified
+    // layout allow the sparse GEMM, else DENSE; CPU returns ROW.
+    virtual s24_layout ffn_layout(s24_dtype dtype, int64_t rows, int64_t cols) const = 0;
+    // Whether spmm with this packed layout runs on sparse tensor cores (false on CPU).
+    virtual bool sparse_gemm_available(s24_dtype dtype, int64_t m, int64_t n, int64_t k, s24_layout layout) const = 0;
+
+    // --- building blocks (semantics: sparse24.h) ----------------------------------------------------
+    virtual void sparsify24_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* h, bool keep_all,
+                                 s24_layout layout, void* packed, int32_t* col_counts, int64_t* totals) = 0;
+    virtual void compress24(s24_dtype dtype, int64_t rows, int64_t cols, const void* dense, s24_layout layout,
+                            void* packed) = 0;
+    virtual void decompress24(s24_dtype dtype, int64_t rows, int64_t cols, const void* packed, s24_layout layout,
+                              void* dense) = 0;
+    virtual void masked_grad24(s24_dtype dtype, int64_t rows, int64_t cols, const void* dy, const void* y_packed,
+                               s24_layout layout, void* dh_packed) = 0;
+    virtual void select_dense_features(int64_t features, const int32_t* counts, int64_t k, int32_t* dense_idx,
+                                       uint8_t* is_dense) = 0;
+    virtual void sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t features, const void* src_packed,
+                                       s24_layout in_layout, const int32_t* perm, const uint8_t* is_dense,
+                                       const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
+                                       void* dense_cols, int64_t* totals) = 0;
+    virtual void gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
+                             void* out) = 0;
+    // Whether spmm searches cuSPARSELt algorithms for plans it creates from now on (FFN option).
+    virtual void set_algorithm_search(bool /*on*/) {}
+    // c_transposed: c is stored as [n, m] row-major (c^T), i.e. column-major [m, n].
+    virtual void spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
+                      const void* b, bool b_transposed, void* c, bool c_transposed) = 0;
+    virtual void gemm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a, bool a_transposed,
+                      const void* b, bool b_transposed, void* c) = 0;
+
+    // --- FFN helpers ----------------------------------------------------------------------------------
+    // perm (int32 [tokens]) = s24_token_permutation(seed, step, tokens), computed where perm lives.
+    virtual void token_permutation(uint64_t seed, int64_t step, int64_t tokens, int32_t* perm) = 0;
+    // dst[r, idx[j]] = src[r, j] for r < rows, j < k (dst has dst_cols columns).
+    virtual void scatter_cols(s24_dtype dtype, int64_t rows, int64_t k, const void* src, const int32_t* idx,
+                              int64_t dst_cols, void* dst) = 0;
+    // dst[idx[j], :] = src[j, :] for j < k (rows of `cols` elements).
+    virtual void scatter_rows(s24_dtype dtype, int64_t k, int64_t cols, const void* src, const int32_t* idx,
+                              void* dst) = 0;
+};
+
+// Factories. create_cuda_backend throws BACKEND_UNAVAILABLE / LIBRARY_NOT_FOUND with a clear message.
+std::unique_ptr<Backend> create_cpu_backend();
+std::unique_ptr<Backend> create_cuda_backend(int device);
+
+}  // namespace s24

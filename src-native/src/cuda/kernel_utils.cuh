@@ -1,0 +1,241 @@
+// Helpers shared by the CUDA kernels (kernels_*.cu): launch checks, device queries, 16-bit float bit
+// tricks and the 2:4 selection network on packed integer keys.
+//
+// The selection rule is shared.h's select24 (keep the 2 largest scores, ties to the lower index, NaN
+// below everything). On the GPU it runs on integer keys that order exactly like select24's scores:
+//   kk  = a 16-bit "badness": INF - bits(score) for a non-NaN score >= 0 (scores are relu(h) or |v|,
+//         both >= 0, and their bit patterns order like their values), a constant above INF for NaN;
+//   key = kk << 16 | i << KSH   (i = position 0..3 in the group: equal kk -> lower index is better).
+// The 4 keys are distinct, so "the two smallest keys" is exactly select24's choice. The network returns
+// the byte offset of a [4][4] lookup table entry (first best position, second best position), which
+// holds everything derived from the choice (nibble, byte-permute selectors, kept mask).
+#pragma once
+
+#include "backend.h"
+#include "shared.h"
+#include "sparse24.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace s24 {
+namespace cuda {
+namespace detail {
+
+// ---- host side --------------------------------------------------------------------------------------
+
+[[noreturn]] inline void throw_cuda(const char* what, cudaError_t e) {
+    throw Error(S24_ERROR_CUDA, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+// After a kernel launch: throws S24_ERROR_CUDA naming the launcher if the launch failed.
+inline void check_launch(const char* what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) throw_cuda(what, e);
+}
+
+inline void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) throw_cuda(what, e);
+}
+
+// Multiprocessors of the current device.
+inline int device_sms(const char* what) {
+    int dev = 0, sms = 0;
+    check(cudaGetDevice(&dev), what);
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), what);
+    return sms > 0 ? sms : 1;
+}
+
+// Resident blocks per multiprocessor of `kernel` (at least 1).
+template <class Kernel>
+inline int blocks_per_sm(Kernel kernel, int threads, size_t smem, const char* what) {
+    int n = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
+    return n > 0 ? n : 1;
+}
+
+inline bool aligned(const void* p, size_t a) { return ((uintptr_t)p % a) == 0; }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// ---- device side ------------------------------------------------------------------------------------
+
+// Bit patterns of +infinity, and the largest relu score whose square rounds to 0 (checked exhaustively:
+// bf16 s*s rounds to 0 iff bits(s) <= 0x1e00 (s <= 2^-67); fp16 iff bits(s) <= 0x09a8).
+template <bool BF16>
+struct Fmt {
+    static constexpr uint32_t INF = BF16 ? 0x7f80u : 0x7c00u;
+    static constexpr uint32_t SQ_ZERO_MAX = BF16 ? 0x1e00u : 0x09a8u;
+};
+
+// Byte permute {b:a} by a run-time selector (4 nibbles, each < 8). Raw PTX: __byte_perm masks a
+// run-time selector first (an extra instruction); every selector used here is already in range.
+// Compile-time selectors use __byte_perm (folded into the instruction).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+    return d;
+}
+// ~a | b in one instruction.
+__device__ __forceinline__ uint32_t not_or(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, 0, 0xCF;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
+// Low / high 16-bit element of a word as float (exact).
+template <bool BF16>
+__device__ __forceinline__ float lo_float(uint32_t w) {
+    if constexpr (BF16) return __uint_as_float(w << 16);
+    else return __half2float(__ushort_as_half((unsigned short)(w & 0xffffu)));
+}
+template <bool BF16>
+__device__ __forceinline__ float hi_float(uint32_t w) {
+    if constexpr (BF16) return __uint_as_float(w & 0xffff0000u);
+    else return __half2float(__ushort_as_half((unsigned short)(w >> 16)));
+}
+// Two floats rounded (nearest even) to the dtype, packed lo | hi << 16.
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack_rn(float lo, float hi) {
+    uint32_t r;
+    if constexpr (BF16) {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        memcpy(&r, &v, 4);
+    } else {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        memcpy(&r, &v, 4);
+    }
+    return r;
+}
+// One float rounded to the dtype (raw 16 bits).
+template <bool BF16>
+__device__ __forceinline__ uint16_t round_one(float x) {
+    if constexpr (BF16) return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+    else return __half_as_ushort(__float2half_rn(x));
+}
+template <bool BF16>
+__device__ __forceinline__ float to_float(uint16_t bits) {
+    if constexpr (BF16) return __uint_as_float((uint32_t)bits << 16);
+    else return __half2float(__ushort_as_half(bits));
+}
+
+// Rounded squares of the two elements of a word of non-negative scores.
+template <bool BF16>
+__device__ __forceinline__ uint32_t square_pair(uint32_t w) {
+    const float a = lo_float<BF16>(w), b = hi_float<BF16>(w);
+    return pack_rn<BF16>(a * a, b * b);
+}
+
+// Badness pairs (16 bits each, see the top of this file) of two elements packed in a word.
+// Forward score relu(x): bits in [1, INF] (positive, non-NaN) -> INF - bits; everything else (zeros,
+// negatives, NaN) scores 0 -> INF. Computed as min(~bits + INF + 1, INF) per 16-bit half, wrapping.
+template <bool BF16>
+__device__ __forceinline__ uint32_t badness_relu(uint32_t w) {
+    constexpr uint32_t INF = Fmt<BF16>::INF;
+    return __viaddmin_u16x2(~w, (INF + 1u) * 0x10001u, INF * 0x10001u);
+}
+// Score |x| with NaN below 0: non-NaN -> INF - |bits|, NaN -> INF + 1. min(~|bits| + INF + 1, INF + 1).
+template <bool BF16>
+__device__ __forceinline__ uint32_t badness_abs(uint32_t w) {
+    constexpr uint32_t INF = Fmt<BF16>::INF;
+    return __viaddmin_u16x2(not_or(w, 0x80008000u), (INF + 1u) * 0x10001u, (INF + 1u) * 0x10001u);
+}
+
+// Keys of the low / high element of a badness pair, position i in the group.
+template <int KSH>
+__device__ __forceinline__ uint32_t key_lo(uint32_t kk, uint32_t i) { return (kk << 16) | (i << KSH); }
+template <int KSH>
+__device__ __forceinline__ uint32_t key_hi(uint32_t kk, uint32_t i) { return (kk & 0xffff0000u) | (i << KSH); }
+
+// Byte offset (entries of 1 << KSH bytes, [best][second best]) of the LUT entry for 4 distinct keys.
+template <int KSH>
+__device__ __forceinline__ uint32_t select_offset(uint32_t k0, uint32_t k1, uint32_t k2, uint32_t k3) {
+    const uint32_t lo1 = min(k0, k1), hi1 = max(k0, k1), lo2 = min(k2, k3), hi2 = max(k2, k3);
+    const uint32_t m1 = min(lo1, lo2);                        // best
+    const uint32_t m2 = min(max(lo1, lo2), min(hi1, hi2));    // second best
+    return ((m1 << 2) | m2) & (0xfu << KSH);                  // best * 4 + second, scaled
+}
+
+// 1 in each byte whose element (of 4, from two words of 2) is above `thr`. Needs elements <= 0x7fff
+// + thr (true for scores <= INF): a per-half add that sets bit 15 without carrying into bit 16.
+__device__ __forceinline__ uint32_t above_bytes(uint32_t w01, uint32_t w23, uint32_t thr) {
+    const uint32_t add = (0x7fffu - thr) * 0x10001u;
+    return (__byte_perm(w01 + add, w23 + add, 0x7531) >> 7) & 0x01010101u;
+}
+// Number of non-zero elements (value != 0: +-0 are zero, NaN is not) in a word of two.
+__device__ __forceinline__ int nonzero2(uint32_t w) {
+    return __popc(((w & 0x7fff7fffu) + 0x7fff7fffu) & 0x80008000u);
+}
+
+// ---- lookup tables ------------------------------------------------------------------------------------
+// Selection LUT, entry [a][b] for best position a and second best b (a != b); lo = min, hi = max:
+//   x: byte-permute selector taking elements lo, hi of {w01, w23} into one word (lo in the low half)
+//   y: kept mask (bit 8*lo and 8*hi) | nibble << 4   (nibble = lo | hi << 2)
+//   z, w: selectors placing that pair back at positions lo, hi of a zeroed group (w01', w23')
+//         when permuting {pair, 0}: dense output of a pruned group.
+// Packed outputs use the 8-byte table {x, y} (KSH = 3: 16 entries fill the 32 banks once, so a warp's
+// lookups never conflict); dense outputs the 16-byte one (KSH = 4).
+__device__ __forceinline__ uint4 make_sel_entry(int idx) {
+    int a = idx >> 2, b = idx & 3;
+    if (a == b) b = (a + 1) & 3;  // never looked up
+    const int lo = a < b ? a : b, hi = a < b ? b : a;
+    uint4 e;
+    e.x = (uint32_t)((2 * lo) | (2 * lo + 1) << 4 | (2 * hi) << 8 | (2 * hi + 1) << 12);
+    e.y = (1u << (8 * lo)) | (1u << (8 * hi)) | ((uint32_t)(lo | hi << 2) << 4);
+    uint32_t code[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) code[p] = p == lo ? 0x10u : p == hi ? 0x32u : 0x54u;
+    e.z = code[0] | code[1] << 8;
+    e.w = code[2] | code[3] << 8;
+    return e;
+}
+// Unpack LUT, entry per nibble n (first a = n & 3, second b = n >> 2; the second wins if a == b, like
+// the CPU reference): x, y: selectors expanding a packed pair word p into the group's {w01, w23} when
+// permuting {p, 0}; z: selector gathering elements a, b of {w01, w23} into one word (a low).
+__device__ __forceinline__ uint4 make_unpack_entry(int n) {
+    const int a = n & 3, b = n >> 2;
+    uint32_t code[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) code[p] = p == b ? 0x32u : p == a ? 0x10u : 0x54u;
+    uint4 e;
+    e.x = code[0] | code[1] << 8;
+    e.y = code[2] | code[3] << 8;
+    e.z = (uint32_t)((2 * a) | (2 * a + 1) << 4 | (2 * b) << 8 | (2 * b + 1) << 12);
+    e.w = 0;
+    return e;
+}
+
+// Entry of a selection table at byte offset `off` (select_offset<KSH>).
+template <int KSH>
+__device__ __forceinline__ uint4 sel_lookup(const void* table, uint32_t off) {
+    if constexpr (KSH == 3) {
+        const uint2 v = *reinterpret_cast<const uint2*>(static_cast<const char*>(table) + off);
+        return make_uint4(v.x, v.y, 0u, 0u);
+    } else {
+        return *reinterpret_cast<const uint4*>(static_cast<const char*>(table) + off);
+    }
+}
+
+// ---- memory access ---------------------------------------------------------------------------------------
+// Vector stores as single instructions (the compiler may otherwise split a store of a vector whose
+// parts come from inline assembly). p must be aligned to the vector size.
+__device__ __forceinline__ void st16(void* p, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+__device__ __forceinline__ void st8(void* p, uint32_t a, uint32_t b) {
+    asm volatile("st.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(a), "r"(b) : "memory");
+}
+__device__ __forceinline__ uint4 ld_stream16(const void* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
+__device__ __forceinline__ uint2 ld_stream8(const void* p) { return __ldcs(reinterpret_cast<const uint2*>(p)); }
+__device__ __forceinline__ uint32_t ld_stream4(const void* p) {
+    return __ldcs(reinterpret_cast<const unsigned int*>(p));
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace s24

@@ -1,0 +1,103 @@
+// Arithmetic shared by the CPU and CUDA backends, so that both compute exactly the same function:
+// the 2:4 metadata layouts, the 2:4 selection rule, and the token permutation.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define S24_HD __host__ __device__ __forceinline__
+#define S24_UNROLL _Pragma("unroll")
+#else
+#define S24_HD inline
+#define S24_UNROLL
+#endif
+
+namespace s24 {
+
+// ---- packed 2:4 layouts -----------------------------------------------------------------------------
+// Values: row-major [rows, cols/2] for every packed layout. Metadata follows the values.
+
+// Bytes of metadata per row in S24_LAYOUT_ROW.
+S24_HD int64_t row_layout_meta_stride(int64_t cols) { return (cols / 4 + 1) / 2; }
+
+// Byte offset (within the metadata) and nibble shift (0 or 4) of group g (columns 4g..4g+3) of row r.
+S24_HD int64_t row_layout_meta_byte(int64_t r, int64_t g, int64_t cols) {
+    return r * row_layout_meta_stride(cols) + g / 2;
+}
+S24_HD int row_layout_meta_shift(int64_t /*r*/, int64_t g) { return (int)(g & 1) * 4; }
+
+// cuSPARSELt's order (rows % 64 == 0, cols % 64 == 0): blocks of 64 rows x 32 columns take 256 bytes;
+// inside, 16-row slabs of 64 bytes; row r and row r+8 of a slab share a byte (low / high nibble).
+S24_HD int64_t cusparselt_meta_byte(int64_t r, int64_t g, int64_t cols) {
+    return (r / 64) * 8 * cols + (g / 8) * 256 + ((r % 64) / 16) * 64 + (r % 8) * 8 + (g % 4) * 2 + (g % 8) / 4;
+}
+S24_HD int cusparselt_meta_shift(int64_t r, int64_t /*g*/) { return (int)((r % 16) / 8) * 4; }
+
+// ---- the 2:4 selection rule -------------------------------------------------------------------------
+// Of 4 scores (relu(h) for the forward, |v| elsewhere) keep the 2 largest; ties go to the lower index.
+// NaN scores count as -1, below every real score, so the choice is always exactly 2 and deterministic.
+// Returns the nibble: bits 0-1 first kept index, bits 2-3 second (first < second).
+S24_HD unsigned select24(float s0, float s1, float s2, float s3) {
+    float s[4] = {s0 != s0 ? -1.f : s0, s1 != s1 ? -1.f : s1, s2 != s2 ? -1.f : s2, s3 != s3 ? -1.f : s3};
+    unsigned nibble = 0, kept = 0;
+S24_UNROLL
+    for (int i = 0; i < 4; ++i) {
+        int beaten = 0;  // entries that beat i: larger, or equal with a lower index
+S24_UNROLL
+        for (int j = 0; j < 4; ++j) beaten += (j != i && (s[j] > s[i] || (s[j] == s[i] && j < i))) ? 1 : 0;
+        if (beaten < 2) { nibble |= (unsigned)i << (2 * kept); ++kept; }
+    }
+    return nibble;
+}
+
+// ---- the token permutation -----------------------------------------------------------------------
+// A keyed 4-round Feistel network on the smallest even-bit power-of-two domain >= tokens, restricted to
+// [0, tokens) by cycle walking: a bijection computable independently for each index, on CPU and GPU.
+S24_HD uint32_t mix32(uint32_t x) {
+    x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+    return x;
+}
+S24_HD uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+struct Permutation {
+    uint32_t keys[4];
+    uint32_t half_bits;  // each Feistel half has this many bits
+    uint32_t tokens;
+};
+
+S24_HD Permutation make_permutation(uint64_t seed, int64_t step, int64_t tokens) {
+    Permutation p;
+    uint64_t k = splitmix64(seed ^ splitmix64((uint64_t)step + 0x24ULL));
+    uint64_t k2 = splitmix64(k);
+    p.keys[0] = (uint32_t)k; p.keys[1] = (uint32_t)(k >> 32);
+    p.keys[2] = (uint32_t)k2; p.keys[3] = (uint32_t)(k2 >> 32);
+    uint32_t bits = 2;
+    while (bits < 62 && (1ULL << bits) < (uint64_t)tokens) bits += 2;
+    p.half_bits = bits / 2;
+    p.tokens = (uint32_t)tokens;
+    return p;
+}
+
+S24_HD uint32_t permute_index(const Permutation& p, uint32_t i) {
+    const uint32_t mask = (1U << p.half_bits) - 1U;
+    uint32_t x = i;
+    do {
+        uint32_t l = x >> p.half_bits, r = x & mask;
+S24_UNROLL
+        for (int round = 0; round < 4; ++round) {
+            uint32_t f = mix32(r ^ p.keys[round]) & mask;
+            uint32_t nl = r;
+            r = l ^ f;
+            l = nl;
+        }
+        x = (l << p.half_bits) | r;
+    } while (x >= p.tokens);
+    return x;
+}
+
+}  // namespace s24

@@ -1,0 +1,199 @@
+package org.sparse24;
+
+/**
+ * An independent float64 model of the sparse FFN (test oracle). It rounds to the dtype exactly where the
+ * library stores a tensor (H, Yhat, Z, dYhat, dH, dX, dW1, dW2) and applies the 2:4 rules literally:
+ * <ul>
+ *   <li>forward: in each row, in each group of 4 features, keep the 2 largest relu(H) (ties: lower index);</li>
+ *   <li>split backward: each sparse feature's column, tokens taken in permuted order and zero-padded to a
+ *       multiple of 4, keeps the 2 largest |values| of each group of 4 positions (ties: lower position);
+ *       dense features are summed over all tokens.</li>
+ * </ul>
+ * The token permutation and the dense-feature set are inputs of the approximation (they come from the library).
+ */
+final class ReferenceFfn {
+    final int tokens;
+    final int d;
+    final int f;
+    private final DType dtype;
+    private final double[] x;
+    private final double[] w1;
+    private final double[] w2;
+
+    double[] yhat;
+    double[] z;
+    long activationNonzeros;
+    long forwardKept;
+
+    double[] dx;
+    double[] dw1;
+    double[] dw2;
+    long dw2Nonzeros;
+    long dw2Kept;
+    long dw1Nonzeros;
+    long dw1Kept;
+
+    /** Forward of x [T, d], w1 [f, d], w2 [d, f] (values as stored in the dtype). */
+    ReferenceFfn(DType dtype, int tokens, int d, int f, float[] x, float[] w1, float[] w2, boolean sparseForward) {
+        this.dtype = dtype;
+        this.tokens = tokens;
+        this.d = d;
+        this.f = f;
+        this.x = widen(x);
+        this.w1 = widen(w1);
+        this.w2 = widen(w2);
+        double[] h = round(matmul(this.x, this.w1, tokens, d, f, false, true));
+        yhat = new double[tokens * f];
+        for (int t = 0; t < tokens; t++) {
+            for (int g = 0; g < f / 4; g++) {
+                double[] score = new double[4];
+                for (int j = 0; j < 4; j++) {
+                    score[j] = Math.max(h[t * f + 4 * g + j], 0);
+                }
+                boolean[] keep = sparseForward ? keepTwoLargest(score) : new boolean[] {true, true, true, true};
+                for (int j = 0; j < 4; j++) {
+                    double square = round(score[j] * score[j]);
+                    if (square != 0) {
+                        activationNonzeros++;
+                    }
+                    if (keep[j]) {
+                        yhat[t * f + 4 * g + j] = square;
+                        forwardKept += square != 0 ? 1 : 0;
+                    }
+                }
+            }
+        }
+        z = round(matmul(yhat, this.w2, tokens, f, d, false, true));
+    }
+
+    /**
+     * Backward for dz [T, d]. {@code perm} (permuted position -> token; null: identity) and {@code denseFeatures}
+     * describe the split; {@code split = false} computes the exact weight gradients.
+     */
+    void backward(float[] dzValues, boolean split, int[] perm, int[] denseFeatures) {
+        double[] dz = widen(dzValues);
+        double[] dy = round(matmul(dz, w2, tokens, d, f, false, false));
+        double[] dh = new double[tokens * f];
+        for (int i = 0; i < dh.length; i++) {
+            dh[i] = round(dy[i] * 2 * Math.sqrt(yhat[i]));
+        }
+        dx = round(matmul(dh, w1, tokens, f, d, false, false));
+        boolean[] dense = new boolean[f];
+        for (int j = 0; j < f; j++) {
+            dense[j] = !split;
+        }
+        if (split) {
+            for (int j : denseFeatures) {
+                dense[j] = true;
+            }
+        }
+        int[] order = new int[tokens];
+        for (int p = 0; p < tokens; p++) {
+            order[p] = perm == null ? p : perm[p];
+        }
+        // dW2 [d, f] = dZ^T Yhat; dW1 [f, d] = dH^T X, each feature j over its selected tokens.
+        dw2 = new double[d * f];
+        dw1 = new double[f * d];
+        long[] counts2 = new long[2];
+        long[] counts1 = new long[2];
+        for (int j = 0; j < f; j++) {
+            boolean[] use2 = selectTokens(yhat, j, order, dense[j], counts2);
+            boolean[] use1 = selectTokens(dh, j, order, dense[j], counts1);
+            for (int i = 0; i < d; i++) {
+                double s2 = 0;
+                double s1 = 0;
+                for (int t = 0; t < tokens; t++) {
+                    if (use2[t]) {
+                        s2 += dz[t * d + i] * yhat[t * f + j];
+                    }
+                    if (use1[t]) {
+                        s1 += dh[t * f + j] * x[t * d + i];
+                    }
+                }
+                dw2[i * f + j] = round(s2);
+                dw1[j * d + i] = round(s1);
+            }
+        }
+        dw2Nonzeros = counts2[0];
+        dw2Kept = counts2[1];
+        dw1Nonzeros = counts1[0];
+        dw1Kept = counts1[1];
+    }
+
+    /**
+     * Which tokens feature {@code j} of {@code m} [T, f] contributes: all for a dense feature; else 2 of each
+     * group of 4 permuted positions. Adds {non-zeros before, kept} of sparse features to {@code counts}.
+     */
+    private boolean[] selectTokens(double[] m, int j, int[] order, boolean dense, long[] counts) {
+        boolean[] use = new boolean[tokens];
+        if (dense) {
+            java.util.Arrays.fill(use, true);
+            return use;
+        }
+        for (int g = 0; 4 * g < tokens; g++) {
+            double[] score = new double[4];
+            for (int k = 0; k < 4; k++) {
+                int p = 4 * g + k;
+                score[k] = p < tokens ? Math.abs(m[order[p] * f + j]) : 0;
+                counts[0] += score[k] != 0 ? 1 : 0;
+            }
+            boolean[] keep = keepTwoLargest(score);
+            for (int k = 0; k < 4; k++) {
+                if (keep[k] && 4 * g + k < tokens) {
+                    use[order[4 * g + k]] = true;
+                    counts[1] += score[k] != 0 ? 1 : 0;
+                }
+            }
+        }
+        return use;
+    }
+
+    /** The 2:4 rule: keep the two largest scores; on ties the lower index wins. */
+    static boolean[] keepTwoLargest(double[] s) {
+        boolean[] keep = new boolean[4];
+        for (int i = 0; i < 4; i++) {
+            int beaten = 0;
+            for (int j = 0; j < 4; j++) {
+                if (j != i && (s[j] > s[i] || (s[j] == s[i] && j < i))) {
+                    beaten++;
+                }
+            }
+            keep[i] = beaten < 2;
+        }
+        return keep;
+    }
+
+    /** c [m, n] = op(a) op(b) in float64, a [m, k] (or [k, m] transposed), b [k, n] (or [n, k] transposed). */
+    static double[] matmul(double[] a, double[] b, int m, int k, int n, boolean aT, boolean bT) {
+        double[] c = new double[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int l = 0; l < k; l++) {
+                    s += (aT ? a[l * m + i] : a[i * k + l]) * (bT ? b[j * k + l] : b[l * n + j]);
+                }
+                c[i * n + j] = s;
+            }
+        }
+        return c;
+    }
+
+    static double[] widen(float[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i];
+        }
+        return out;
+    }
+
+    private double round(double v) {
+        return dtype.round((float) v);
+    }
+
+    private double[] round(double[] v) {
+        for (int i = 0; i < v.length; i++) {
+            v[i] = round(v[i]);
+        }
+        return v;
+    }
+}
