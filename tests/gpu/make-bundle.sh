@@ -97,8 +97,11 @@ say "jar $(basename "$APP_JAR"), $(find "$OUT/test-classes" -name '*.class' | wc
 # Dependencies (compile + runtime + test scope). JUnit's own jars come with the console launcher, so
 # they are dropped once their version has told which launcher to fetch.
 say "copying the dependencies"
+# The LibTorch interop's tests run in CI on the CPU, not in the GPU bundle: its preset (~110 MB of jars) stays out.
 "${MVN_CMD[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
+    -DexcludeArtifactIds=pytorch,openblas,cuda \
     -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" || die "dependency:copy-dependencies failed"
+rm -rf "$OUT/test-classes/org/sparse24/torch"
 JUNIT_PLATFORM_VERSION="${JUNIT_PLATFORM_VERSION:-}"
 if [[ -z "$JUNIT_PLATFORM_VERSION" ]]; then
     for j in "$OUT"/lib/junit-platform-engine-*.jar "$OUT"/lib/junit-platform-commons-*.jar; do

@@ -319,6 +319,7 @@ private:
     DeviceBuffer repack_{"cuSPARSELt-compressed spmm operand"};
     DeviceBuffer repack_tmp_{"cuSPARSELt compression buffer"};
     DeviceBuffer select_ws_{"dense-feature selection workspace"};
+    DeviceBuffer c_rows_{"row-major spmm product before its transpose"};
 
     std::unique_ptr<BlasLt> blas_;
     std::unique_ptr<SparseLt> sparse_;  // null below compute capability 8.0 (no sparse tensor cores)
@@ -385,6 +386,7 @@ CudaBackend::~CudaBackend() {
     sparse_.reset();
     blas_.reset();
     select_ws_.release();
+    c_rows_.release();
     repack_tmp_.release();
     repack_.release();
     dense_a_.release();
@@ -575,7 +577,11 @@ void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const v
     const size_t es = dtype_bytes(dtype);
     if (a_layout == S24_LAYOUT_CUSPARSELT && sparse_gemm_available(dtype, m, n, k, a_layout) &&
         aligned(a_packed, 16) && aligned(b, 16) && aligned(c, 16)) {
-        const SparseLt::Plan& plan = spmm_plan(SpmmKey{(int)dtype, m, n, k, b_transposed, c_transposed, search_});
+        // cuSPARSELt only ever writes a row-major C: on an H100 a column-major C with fp16 and a searched
+        // algorithm returned CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-
+        // instruction fault. c^T is written row-major into a buffer and transposed (one pass over c).
+        const SparseLt::Plan& plan = spmm_plan(SpmmKey{(int)dtype, m, n, k, b_transposed, false, search_});
+        void* c_rows = c_transposed ? c_rows_.get((size_t)m * (size_t)n * es, stream_) : c;
         const void* a = a_packed;
         if (!plan.direct) {
             // Our layout is not cuSPARSELt's here: unpack, and let cuSPARSELt compress.
@@ -586,7 +592,8 @@ void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const v
             sparse_->compress(plan, dense, compressed, buffer, stream_);
             a = compressed;
         }
-        sparse_->matmul(plan, a, b, c, lt_ws_.get(plan.workspace_bytes, stream_), stream_);
+        sparse_->matmul(plan, a, b, c_rows, lt_ws_.get(plan.workspace_bytes, stream_), stream_);
+        if (c_transposed) launch_transpose(dtype, m, n, c_rows, c, stream_);
         return;
     }
     // Dense path: unpack (unless already dense) and multiply with cuBLASLt.

@@ -34,8 +34,12 @@ constexpr int kChunks = kUnitCols / 8;  // 16 column chunks of 8 per unit
 #define S24_ROWS_PREFETCH 1
 #endif
 constexpr bool kPrefetch = S24_ROWS_PREFETCH != 0;  // load the next unit while computing this one
-#ifndef S24_ROWS_MIN_BLOCKS
-#define S24_ROWS_MIN_BLOCKS 1
+// Minimum resident blocks per SM for the select kernel's register budget (tuning; default: the
+// compiler's choice, about 70 registers: 3 blocks of 256 threads).
+#ifdef S24_ROWS_MIN_BLOCKS
+#define S24_ROWS_BOUNDS __launch_bounds__(kThreads, S24_ROWS_MIN_BLOCKS)
+#else
+#define S24_ROWS_BOUNDS __launch_bounds__(kThreads)
 #endif
 
 enum RowOp { OP_RELU2 = 0, OP_ABS = 1 };
@@ -66,7 +70,7 @@ __device__ __forceinline__ void fill_sel_table(uint32_t* table) {
 
 // One 64x128 unit of sparsify24_rows (OP_RELU2) or compress24 (OP_ABS).
 template <bool BF16, int OP, int LAYOUT, bool VEC16, bool KEEP_ALL, bool COUNT>
-__global__ void __launch_bounds__(kThreads, S24_ROWS_MIN_BLOCKS) rowwise_select_kernel(RowArgs a) {
+__global__ void S24_ROWS_BOUNDS rowwise_select_kernel(RowArgs a) {
     constexpr int KSH = LAYOUT == S24_LAYOUT_DENSE ? 4 : 3;
     constexpr uint32_t INF2 = Fmt<BF16>::INF * 0x10001u;
     __shared__ __align__(16) uint32_t s_sel[64];

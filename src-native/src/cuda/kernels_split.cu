@@ -418,8 +418,10 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         if (need_dense) {
             __syncthreads();
             const int ns = min(n_dense, kStageCols);
+            // e / ns as a multiply-shift: exact for e < 2^12 (error < 2^-8, fraction <= 31/32)
+            const uint32_t recip = ns > 0 ? ((1u << 20) + (uint32_t)ns - 1u) / (uint32_t)ns : 0u;
             for (int e = tid; e < kTileTokens * ns; e += kThreads) {
-                const int i = e / ns, r = e % ns;
+                const int i = (int)(((uint32_t)e * recip) >> 20), r = e - i * ns;
                 const int64_t row = 4 * g0 + i;
                 if (row < T) a.dense_cols[row * a.k + j0 + r] = s_stage[r][i];
             }
