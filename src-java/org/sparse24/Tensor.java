@@ -218,7 +218,11 @@ public final class Tensor extends Resource {
         }
     }
 
-    private static long[] checkedShape(long[] shape) {
+    /**
+     * A copy of {@code shape} after checking it has at least one dimension and every size is >= 1
+     * ({@link IllegalArgumentException} otherwise).
+     */
+    public static long[] checkedShape(long... shape) {
         if (shape == null || shape.length == 0) {
             throw new IllegalArgumentException("shape must have at least one dimension");
         }

@@ -136,15 +136,7 @@ public final class TorchTensors {
      */
     public static Tensor empty(Sparse24 context, DType dtype, long... shape) {
         requireContext(context);
-        if (shape == null || shape.length == 0) {
-            throw new IllegalArgumentException("shape must have at least one dimension");
-        }
-        for (int i = 0; i < shape.length; i++) {
-            if (shape[i] < 1) {
-                throw new IllegalArgumentException("shape[" + i + "] must be >= 1, got " + shape[i] + " in "
-                        + Arrays.toString(shape));
-            }
-        }
+        org.sparse24.Tensor.checkedShape(shape);
         try (TensorOptions options = options(context, dtype)) {
             try (MemoryFormatOptional format = new MemoryFormatOptional()) {
                 return torch.empty(shape, options, format);
