@@ -160,7 +160,8 @@ typedef struct s24_ffn_options {
     int32_t sparse_backward;  /* 1 (default): split weight-gradient GEMMs (needs sparse_forward).
                                  0: exact dense weight gradients (of the 2:4-masked forward)            */
     float dense_fraction;     /* share of features computed densely in the split, in [0, 1]; 0.05.
-                                 The split takes ceil(dense_fraction * d_ff) features (s24_ffn_info)  */
+                                 The split takes ceil(dense_fraction * d_ff) features rounded up to a
+                                 multiple of 8, at most d_ff (s24_ffn_info.dense_features)            */
     int32_t permute_tokens;   /* 1 (default): a fresh token permutation each step before token-wise 2:4 */
     uint64_t seed;            /* permutation seed; the forward call number s (from 0) uses
                                  s24_token_permutation(seed, s, ...)                                    */

@@ -8,12 +8,16 @@
 namespace s24 {
 namespace {
 
-// Number of features the split backward computes densely: ceil(fraction * f), where fraction is the
-// decimal the float stands for (0.05f is 0.0500000007: f * 1e-7 absorbs float rounding, so 5% of 100
-// is 5, not 6).
+// Number of features the split backward computes densely: ceil(fraction * f) rounded up to a multiple
+// of 8 (at most f), where fraction is the decimal the float stands for (0.05f is 0.0500000007: f * 1e-7
+// absorbs float rounding, so 5% of 100 is 5 before the rounding, not 6). The multiple of 8 keeps the
+// leading dimension of the gathered [T, k] dense columns 16-byte aligned: with k = 820 the two dense-
+// feature GEMMs took 1.26 ms on an H100 at 16384x4096x16384 (cuBLASLt's unaligned kernels).
 int64_t dense_feature_count(float fraction, int64_t features) {
     int64_t k = (int64_t)std::ceil((double)fraction * (double)features - (double)features * 1e-7);
-    return k < 0 ? 0 : (k > features ? features : k);
+    if (k <= 0) return 0;
+    k = (k + 7) / 8 * 8;
+    return k > features ? features : k;
 }
 
 void check_options(const s24_ffn_options& o) {

@@ -213,7 +213,10 @@ public final class FfnBenchmark {
     private void runShape(String shape, long T, long d, long f) {
         boolean cuda = ctx.backend() == Backend.CUDA;
         Layout layout = cuda && T % 64 == 0 && f % 64 == 0 ? Layout.CUSPARSELT : Layout.ROW;
-        int k = (int) Math.ceil(SparseFfnOptions.defaults().denseFraction() * f);
+        int k;  // as many dense features as the FFN's split takes
+        try (SparseFfn probe = new SparseFfn(ctx, d, f, dtype, SparseFfnOptions.defaults())) {
+            k = (int) probe.planInfo(T).denseFeatures();
+        }
         double shift = -1.2 * Math.sqrt(1.25 * d) * 0.02 / (0.5 * d);
         try (Tensor x = random("x", 0, 0.5, 1, T, d);
              Tensor w1 = random("w1", 1, shift, 0.02, f, d);

@@ -73,7 +73,7 @@ import org.sparse24.Sparsity;
  */
 public final class SparseFfnFunction implements AutoCloseable {
     /** Test probe: receives "forward", "z-hook", "x-hook", "w1-hook", "w2-hook", "released" as they happen. */
-    static volatile Consumer<String> trace;
+    volatile Consumer<String> trace;
 
     /**
      * Forwards whose graph may still call back into Java. The native side holds only weak references to hook
@@ -322,16 +322,17 @@ public final class SparseFfnFunction implements AutoCloseable {
         open.remove(call);
     }
 
-    static void emit(String event) {
+    /** Reports an event of one of this function's forwards to {@link #trace} (tests only). */
+    void emit(String event) {
         Consumer<String> t = trace;
         if (t != null) {
             t.accept(event);
         }
     }
 
-    /** Number of forwards whose graph may still call back (for tests). */
-    static int liveForwards() {
-        return LIVE.size();
+    /** Number of this function's forwards whose graph may still call back (for tests). */
+    int liveForwards() {
+        return (int) LIVE.stream().filter(call -> call.owner == this).count();
     }
 
     /**
@@ -455,7 +456,7 @@ public final class SparseFfnFunction implements AutoCloseable {
                             + "forward's " + NAMES[i] + ": modify it only after backward(), or pass a clone");
                 }
             }
-            emit("z-hook");
+            owner.emit("z-hook");
             Sparse24 context = owner.context;
             long d = owner.ffn.dModel();
             long f = owner.ffn.dFf();
@@ -527,7 +528,7 @@ public final class SparseFfnFunction implements AutoCloseable {
 
         /** A carrier's hook: the stashed gradient of input i replaces the zeros autograd computed. */
         synchronized TensorBase take(int i) {
-            emit(NAMES[i] + "-hook");
+            owner.emit(NAMES[i] + "-hook");
             Tensor g = stash[i];
             if (g == null) {
                 throw new IllegalStateException("sparse FFN: no gradient of " + NAMES[i] + " was computed for this "
@@ -542,7 +543,7 @@ public final class SparseFfnFunction implements AutoCloseable {
         synchronized void anchorFreed() {
             try {
                 anchorFreed = true;
-                emit("released");
+                owner.emit("released");
                 // No backward can use the saved state any more; the carriers of a backward in progress only need
                 // the stash.
                 closeState(null);

@@ -223,7 +223,8 @@ abstract class FfnChecks {
     }
 
     /**
-     * k = ceil(denseFraction * f) features with the most kept non-zeros (ties: lower index), ascending; up to
+     * k = ceil(denseFraction * f), rounded up to a multiple of 8 (at most f), features with the most kept
+     * non-zeros (ties: lower index), ascending; up to
      * {@code allowance} of them may differ from the reference's choice.
      */
     private static void checkDenseFeatures(ReferenceFfn ref, Mode mode, int[] actual, int allowance) {
@@ -232,6 +233,7 @@ abstract class FfnChecks {
             return;
         }
         int k = (int) Math.ceil(mode.denseFraction * ref.f - 1e-9);
+        k = k == 0 ? 0 : Math.min(ref.f, (k + 7) / 8 * 8);
         int[] counts = new int[ref.f];
         for (int i = 0; i < ref.yhat.length; i++) {
             counts[i % ref.f] += ref.yhat[i] != 0 ? 1 : 0;

@@ -65,7 +65,6 @@ class SparseFfnFunctionTest {
 
     @AfterEach
     void tearDown() {
-        SparseFfnFunction.trace = null;
         ctx.close();
     }
 
@@ -267,18 +266,17 @@ class SparseFfnFunctionTest {
     @Test
     void hooksFireInOrderAndTheStateIsReleased() {
         List<String> events = Collections.synchronizedList(new ArrayList<>());
-        SparseFfnFunction.trace = events::add;
-        int live = SparseFfnFunction.liveForwards();
         Random r = new Random(3);
         Tensor x = param(normal(r, T * D, 1), T, D);
         Tensor w1 = param(normal(r, F * D, 0.2), F, D);
         Tensor w2 = param(normal(r, D * F, 0.1), D, F);
         try (SparseFfn ffn = new SparseFfn(ctx, D, F, DType.FP32, SparseFfnOptions.defaults());
              SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+            f.trace = events::add;  // this function's events only (earlier tests' graphs may be freed meanwhile)
             Tensor z = f.apply(x, w1, w2);
             assertEquals(List.of("forward"), events);
             assertEquals(1, f.pendingForwards());
-            assertEquals(live + 1, SparseFfnFunction.liveForwards());
+            assertEquals(1, f.liveForwards());
             z.square().sum().backward();
             int zHook = events.indexOf("z-hook");
             assertTrue(zHook > 0, events.toString());
@@ -288,7 +286,7 @@ class SparseFfnFunctionTest {
             assertTrue(events.indexOf("released") > zHook, events.toString());
             assertEquals(6, events.size(), events.toString());
             assertEquals(0, f.pendingForwards(), "saved state freed");
-            assertEquals(live, SparseFfnFunction.liveForwards(), "hooks no longer held");
+            assertEquals(0, f.liveForwards(), "hooks no longer held");
             assertNotNull(x.grad());
             assertNotNull(w1.grad());
             assertNotNull(w2.grad());
@@ -409,7 +407,6 @@ class SparseFfnFunctionTest {
 
     @Test
     void autogradGradForSomeInputsOnly() {
-        int live = SparseFfnFunction.liveForwards();
         Random r = new Random(9);
         Tensor x = param(normal(r, T * D, 1), T, D);
         Tensor w1 = param(normal(r, F * D, 0.2), F, D);
@@ -423,7 +420,7 @@ class SparseFfnFunctionTest {
             assertClose("dW1 by autograd::grad", floats(pw1.grad()), floats(grads.get(0)), 1e-4);
             assertFalse(x.grad().defined(), "grad() fills no .grad()");
             assertEquals(0, f.pendingForwards(), "released by grad(), which ran without retain_graph");
-            assertEquals(live, SparseFfnFunction.liveForwards(), "no stash left for the carriers not run");
+            assertEquals(0, f.liveForwards(), "no stash left for the carriers not run");
             assertThrowsNaming(RuntimeException.class, loss::backward, "second time");
         }
     }
@@ -506,7 +503,6 @@ class SparseFfnFunctionTest {
 
     @Test
     void aBackwardFailingUpstreamLeavesNothingBehind() {
-        int live = SparseFfnFunction.liveForwards();
         Random r = new Random(18);
         Tensor x0 = param(normal(r, T * D, 1), T, D);
         Tensor w1 = param(normal(r, F * D, 0.2), F, D);
@@ -524,21 +520,20 @@ class SparseFfnFunctionTest {
             assertThrowsNaming(RuntimeException.class, loss::backward, "upstream failure");
             assertEquals(0, f.pendingForwards());
             f.close();
-            assertEquals(live, SparseFfnFunction.liveForwards());
+            assertEquals(0, f.liveForwards());
         }
     }
 
     @Test
     void droppingTheGraphFreesTheSavedState() {
         List<String> events = Collections.synchronizedList(new ArrayList<>());
-        SparseFfnFunction.trace = events::add;
-        int live = SparseFfnFunction.liveForwards();
         Random r = new Random(15);
         Tensor x = param(normal(r, T * D, 1), T, D);
         Tensor w1 = param(normal(r, F * D, 0.2), F, D);
         Tensor w2 = param(normal(r, D * F, 0.1), D, F);
         try (SparseFfn ffn = new SparseFfn(ctx, D, F, DType.FP32, SparseFfnOptions.defaults());
              SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+            f.trace = events::add;
             Tensor z = f.apply(x, w1, w2);
             Tensor loss = z.sum();
             assertEquals(1, f.pendingForwards());
@@ -546,7 +541,7 @@ class SparseFfnFunctionTest {
             z.close();
             assertEquals(List.of("forward", "released"), events);
             assertEquals(0, f.pendingForwards());
-            assertEquals(live, SparseFfnFunction.liveForwards());
+            assertEquals(0, f.liveForwards());
         }
     }
 
