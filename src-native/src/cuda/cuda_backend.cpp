@@ -423,7 +423,7 @@ std::vector<uint16_t> CudaBackend::download16(const void* src, size_t elements) 
 // as spmm uses it) and with our launch_compress24(..., S24_LAYOUT_CUSPARSELT, ...) and compares the bytes.
 
 void CudaBackend::probe_one(s24_dtype dtype, int64_t rows, int64_t cols, std::string& mismatch) {
-    const SpmmKey key{(int)dtype, rows, 64, cols, false, false, false};
+    const SpmmKey key{(int)dtype, rows, 64, cols, false, false};
     std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
     const size_t expected = cusparselt_packed_bytes(rows, cols);
     const std::string where = std::string(dtype_label(dtype)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
@@ -525,7 +525,7 @@ std::unique_ptr<SparseLt::Plan> CudaBackend::validated_plan(std::unique_ptr<Spar
     upload_tiled(d_a, a_elems, random_24(pattern_a, dtype, 0xa11ce ^ (uint64_t)m));
     upload_tiled(d_b, b_elems, random_dense(pattern_b, dtype, 0xb0b ^ (uint64_t)n));
     sparse_->compress(*plan, d_a, d_ac, d_tmp, stream_);
-    dense_product(dtype, m, n, k, d_a, d_b, key.b_transposed, d_ref, key.c_transposed);
+    dense_product(dtype, m, n, k, d_a, d_b, key.b_transposed, d_ref, false);
     const std::vector<uint16_t> want = download16(d_ref, c_elems);
 
     // max |got - want| / max |want|; infinite if got has a NaN or an infinity where want is finite.
@@ -580,7 +580,7 @@ void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const v
         // cuSPARSELt only ever writes a row-major C: on an H100 a column-major C with fp16 and a searched
         // algorithm returned CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-
         // instruction fault. c^T is written row-major into a buffer and transposed (one pass over c).
-        const SparseLt::Plan& plan = spmm_plan(SpmmKey{(int)dtype, m, n, k, b_transposed, false, search_});
+        const SparseLt::Plan& plan = spmm_plan(SpmmKey{(int)dtype, m, n, k, b_transposed, search_});
         void* c_rows = c_transposed ? c_rows_.get((size_t)m * (size_t)n * es, stream_) : c;
         const void* a = a_packed;
         if (!plan.direct) {

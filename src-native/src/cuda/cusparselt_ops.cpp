@@ -22,7 +22,7 @@ void check_cusparselt(const CusparseLtApi& api, cusparseStatus_t st, const char*
 std::string SpmmKey::describe() const {
     return std::string(" (") + (dtype == S24_BF16 ? "bf16" : dtype == S24_FP16 ? "fp16" : "fp32") +
            " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-           " b_transposed=" + std::to_string((int)b_transposed) + " c_transposed=" + std::to_string((int)c_transposed) +
+           " b_transposed=" + std::to_string((int)b_transposed) +
            " search=" + std::to_string((int)search) + ")";
 }
 
@@ -69,11 +69,10 @@ std::unique_ptr<SparseLt::Plan> SparseLt::create_plan(const SpmmKey& key) {
                                                         type, CUSPARSE_ORDER_ROW),
                      "cusparseLtDenseDescriptorInit (B)", where);
     plan.has_b = true;
-    // C = D: [m, n] row-major (ld n), or column-major (ld m) when c is stored transposed.
+    // C = D: [m, n] row-major (ld n).
     check_cusparselt(api_,
-                     api_.cusparseLtDenseDescriptorInit(&handle_, &plan.mat_c, m, n, key.c_transposed ? m : n,
-                                                        alignment, type,
-                                                        key.c_transposed ? CUSPARSE_ORDER_COL : CUSPARSE_ORDER_ROW),
+                     api_.cusparseLtDenseDescriptorInit(&handle_, &plan.mat_c, m, n, n, alignment, type,
+                                                        CUSPARSE_ORDER_ROW),
                      "cusparseLtDenseDescriptorInit (C)", where);
     plan.has_c = true;
     check_cusparselt(api_,

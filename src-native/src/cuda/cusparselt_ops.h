@@ -4,7 +4,7 @@
 //   A  [m, k] row-major (ld k), op N                                   -- the structured operand
 //   B  [n, k] row-major (ld k), op T   when b_transposed  (c = a b^T)
 //      [k, n] row-major (ld n), op N   otherwise          (c = a b)
-//   C = D  [m, n] row-major (ld n)     or, when c_transposed, column-major (ld m), i.e. [n, m] row-major
+//   C = D  [m, n] row-major (ld n)     (never column-major: see CudaBackend::spmm)
 // compute CUSPARSE_COMPUTE_32F, alpha = 1, beta = 0 (C is never read).
 #pragma once
 
@@ -30,13 +30,12 @@ void check_cusparselt(const CusparseLtApi& api, cusparseStatus_t st, const char*
 struct SpmmKey {
     int dtype;
     int64_t m, n, k;
-    bool b_transposed, c_transposed;
+    bool b_transposed;
     bool search;  // the plan's algorithm comes from cusparseLtMatmulSearch (a separate cache entry)
     bool operator<(const SpmmKey& o) const {
-        return std::tie(dtype, m, n, k, b_transposed, c_transposed, search) <
-               std::tie(o.dtype, o.m, o.n, o.k, o.b_transposed, o.c_transposed, o.search);
+        return std::tie(dtype, m, n, k, b_transposed, search) < std::tie(o.dtype, o.m, o.n, o.k, o.b_transposed, o.search);
     }
-    std::string describe() const;  // " (bf16 m=.. n=.. k=.. b_transposed=.. c_transposed=..)"
+    std::string describe() const;  // " (bf16 m=.. n=.. k=.. b_transposed=.. search=..)"
 };
 
 class SparseLt {

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
+import static org.sparse24.MessageAssertions.assertThrowsNaming;
 
 import java.util.Random;
 
@@ -12,7 +13,6 @@ import org.bytedeco.javacpp.Pointer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.function.Executable;
 
 /**
  * Bad inputs give a clear exception naming the argument (and never reach native code where they could crash
@@ -52,15 +52,6 @@ class BadInputTest {
             n *= (int) s;
         }
         return Tensor.fromFloats(ctx, dtype, TestData.normal(random, n, 1), shape);
-    }
-
-    /** Asserts that {@code call} throws {@code type} with a message containing every one of {@code parts}. */
-    private static <E extends Throwable> E assertThrowsNaming(Class<E> type, Executable call, String... parts) {
-        E e = assertThrows(type, call);
-        for (String part : parts) {
-            assertTrue(e.getMessage().contains(part), "message '" + e.getMessage() + "' should name '" + part + "'");
-        }
-        return e;
     }
 
     @Test

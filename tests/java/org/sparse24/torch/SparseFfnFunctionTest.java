@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.sparse24.torch.TorchTensorsTest.assertThrowsNaming;
+import static org.sparse24.MessageAssertions.assertThrowsNaming;
 import static org.sparse24.torch.TorchTestData.assertClose;
 import static org.sparse24.torch.TorchTestData.floats;
 import static org.sparse24.torch.TorchTestData.longs;

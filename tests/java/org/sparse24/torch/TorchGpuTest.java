@@ -2,7 +2,7 @@ package org.sparse24.torch;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
-import static org.sparse24.torch.TorchTensorsTest.assertThrowsNaming;
+import static org.sparse24.MessageAssertions.assertThrowsNaming;
 import static org.sparse24.torch.TorchTestData.assertClose;
 import static org.sparse24.torch.TorchTestData.floats;
 import static org.sparse24.torch.TorchTestData.normal;

@@ -3,10 +3,10 @@ package org.sparse24.torch;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.sparse24.torch.TorchTestData.floats;
 import static org.sparse24.torch.TorchTestData.tensor;
+import static org.sparse24.MessageAssertions.assertThrowsNaming;
 
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.MemoryFormatOptional;
@@ -17,7 +17,6 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.function.Executable;
 import org.sparse24.DType;
 import org.sparse24.Sparse24;
 
@@ -41,15 +40,6 @@ class TorchTensorsTest {
             v[i] = i * 0.5f - 3;
         }
         return v;
-    }
-
-    /** Asserts that {@code call} throws {@code type} with a message containing every one of {@code parts}. */
-    static <E extends Throwable> E assertThrowsNaming(Class<E> type, Executable call, String... parts) {
-        E e = assertThrows(type, call);
-        for (String part : parts) {
-            assertTrue(e.getMessage().contains(part), "message '" + e.getMessage() + "' should name '" + part + "'");
-        }
-        return e;
     }
 
     @Test
