@@ -5,6 +5,8 @@
 #     run time, never linked),
 #  2. configures and builds src-native with CMake + nvcc (sm_80 and sm_90a).
 # Usage: ./cppbuild.sh [platform]   (only linux-x86_64 is supported)
+# SPARSE24_CMAKE_ARGS adds CMake options, e.g. -DS24_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a
+# (one GPU target: a faster build while developing).
 set -euo pipefail
 cd "$(dirname "$0")"
 PLATFORM="${1:-linux-x86_64}"
@@ -45,7 +47,7 @@ fetch_headers
 OUT="$PWD/cppbuild/$PLATFORM"
 mkdir -p "$OUT"
 cmake -S src-native -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$OUT" \
-      -DS24_NVIDIA_INCLUDE="$HEADERS" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" > "$OUT/cmake.log" 2>&1 \
+      -DS24_NVIDIA_INCLUDE="$HEADERS" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" ${SPARSE24_CMAKE_ARGS:-} > "$OUT/cmake.log" 2>&1 \
     || { cat "$OUT/cmake.log" >&2; exit 1; }
 cmake --build "$OUT/build" -j 2
 cmake --install "$OUT/build" > /dev/null
