@@ -13,13 +13,15 @@ public final class SavedState extends Resource {
     private final SparseFfn ffn;
     private final long tokens;
     private final s24_saved handle;
+    private final boolean denseWarmup;
     private volatile boolean filled;
 
-    SavedState(SparseFfn ffn, long tokens, s24_saved handle) {
+    SavedState(SparseFfn ffn, long tokens, s24_saved handle, boolean denseWarmup) {
         super(ffn.context());
         this.ffn = ffn;
         this.tokens = tokens;
         this.handle = handle;
+        this.denseWarmup = denseWarmup;
         ffn.context().track(this);
     }
 
@@ -31,6 +33,11 @@ public final class SavedState extends Resource {
     /** The token count T of the forward it serves. */
     public long tokens() {
         return tokens;
+    }
+
+    /** Whether it serves the FFN's dense warm-up steps (the exact dense FFN) rather than its options' 2:4. */
+    public boolean denseWarmup() {
+        return denseWarmup;
     }
 
     /** Whether a forward has filled this state (a backward needs one). */
@@ -80,7 +87,7 @@ public final class SavedState extends Resource {
 
     @Override
     String describe() {
-        return "saved state (T=" + tokens + ") of " + ffn.describe();
+        return "saved state (T=" + tokens + (denseWarmup ? ", dense warm-up" : "") + ") of " + ffn.describe();
     }
 
     @Override

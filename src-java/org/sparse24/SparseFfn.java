@@ -23,6 +23,10 @@ import org.sparse24.binding.global.sparse24;
  * context. The weight gradients use the split GEMM (dense features exact, the rest 2:4 along permuted tokens)
  * when {@link SparseFfnOptions#sparseBackward()} is on. The layer holds no weights: they are arguments.
  *
+ * <p>Dense warm-up: the first {@link SparseFfnOptions#denseWarmupSteps()} training forwards ({@code forward}, not
+ * {@code infer}) run the exact dense FFN, the later ones the options' 2:4; a backward runs in the mode of its
+ * forward (its {@link SavedState} knows). {@link #stepsTaken()} and {@link #isSparseNow()} tell where it is.
+ *
  * <p>One native plan is created and cached per token count T. Every argument is checked before the native
  * call: {@link IllegalArgumentException} (null, wrong shape, dtype or context) or
  * {@link IllegalStateException} (closed) name the argument; native failures throw {@link Sparse24Exception}.
@@ -33,6 +37,8 @@ public final class SparseFfn extends Resource {
     private final DType dtype;
     private final SparseFfnOptions options;
     private final Map<Long, s24_ffn> plans = new HashMap<>();
+    private final Map<Long, s24_ffn> warmupPlans = new HashMap<>(); // the dense plans of the warm-up steps
+    private long stepsTaken; // training forwards run, guarded by this
     private final Set<SavedState> savedStates = new LinkedHashSet<>();
 
     /**
@@ -82,24 +88,42 @@ public final class SparseFfn extends Resource {
         return options;
     }
 
-    /** How the layer runs for {@code tokens} tokens on this backend (creates the plan if needed). */
+    /** Training forwards run so far ({@code forward}, not {@code infer}); counts the dense warm-up steps. */
+    public synchronized long stepsTaken() {
+        return stepsTaken;
+    }
+
+    /**
+     * Whether the next training forward (and an inference now) uses the options' 2:4: false during the dense
+     * warm-up, and always when {@link SparseFfnOptions#sparseForward()} is off.
+     */
+    public synchronized boolean isSparseNow() {
+        return options.sparseForward() && !inWarmup();
+    }
+
+    /** How the layer runs for {@code tokens} tokens on this backend with its options, after any dense warm-up. */
     public PlanInfo planInfo(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
         try (s24_ffn_info info = new s24_ffn_info()) {
-            Native.check(sparse24.s24_ffn_get_info(plan(tokens), info), "s24_ffn_get_info");
+            Native.check(sparse24.s24_ffn_get_info(plan(tokens, false), info), "s24_ffn_get_info");
             return new PlanInfo(info.tokens(), info.sparse_forward_path() != 0, info.sparse_backward_path() != 0,
                     info.dense_features(), info.workspace_bytes(), info.saved_bytes());
         }
     }
 
-    /** An empty saved state for forwards of {@code tokens} tokens (for {@link #forward(Tensor, Tensor, Tensor, Tensor, SavedState)}). */
+    /**
+     * An empty saved state for forwards of {@code tokens} tokens (for
+     * {@link #forward(Tensor, Tensor, Tensor, Tensor, SavedState)}), of the mode of the next training forward:
+     * a state made during the dense warm-up serves only warm-up steps, one made after it only 2:4 steps.
+     */
     public SavedState newSavedState(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
-        s24_ffn plan = plan(tokens);
         synchronized (this) {
+            boolean warmup = inWarmup();
+            s24_ffn plan = plan(tokens, warmup);
             s24_saved handle = new s24_saved();
             Native.check(sparse24.s24_saved_create(plan, handle), "s24_saved_create");
-            SavedState saved = new SavedState(this, tokens, handle);
+            SavedState saved = new SavedState(this, tokens, handle, warmup);
             savedStates.add(saved);
             return saved;
         }
@@ -129,14 +153,28 @@ public final class SparseFfn extends Resource {
         }
     }
 
-    /** Training forward into caller-provided {@code z} [T, d] and {@code saved} (of this FFN, for T tokens). */
+    /**
+     * Training forward into caller-provided {@code z} [T, d] and {@code saved} (of this FFN, for T tokens, made
+     * in the mode of this step: see {@link #newSavedState(long)}).
+     */
     public void forward(Tensor x, Tensor w1, Tensor w2, Tensor z, SavedState saved) {
         long tokens = checkInputs(x, w1, w2);
         Args.tensor(z, "z", context(), dtype, "[T, d]", tokens, dModel);
         checkSaved(saved, tokens);
-        Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(), saved.handle()),
-                "s24_ffn_forward");
+        synchronized (this) {
+            if (saved.denseWarmup() != inWarmup()) {
+                throw new IllegalStateException("saved: " + saved.describe() + " was made for "
+                        + (saved.denseWarmup() ? "a dense warm-up step" : "a 2:4 step") + ", but training forward "
+                        + stepsTaken + " is " + (inWarmup() ? "a dense warm-up step" : "a 2:4 step")
+                        + " (denseWarmupSteps=" + options.denseWarmupSteps() + "); make it with newSavedState");
+            }
+        }
+        Native.check(sparse24.s24_ffn_forward(plan(tokens, saved.denseWarmup()), x.data(), w1.data(), w2.data(),
+                z.data(), saved.handle()), "s24_ffn_forward");
         saved.markFilled();
+        synchronized (this) {
+            stepsTaken++;
+        }
     }
 
     /** Inference forward: Z [T, d], nothing kept for a backward. */
@@ -152,11 +190,15 @@ public final class SparseFfn extends Resource {
         }
     }
 
-    /** Inference forward into a caller-provided {@code z} [T, d]. */
+    /** Inference forward into a caller-provided {@code z} [T, d]; dense while the warm-up lasts. */
     public void infer(Tensor x, Tensor w1, Tensor w2, Tensor z) {
         long tokens = checkInputs(x, w1, w2);
         Args.tensor(z, "z", context(), dtype, "[T, d]", tokens, dModel);
-        Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(), null),
+        boolean warmup;
+        synchronized (this) {
+            warmup = inWarmup();
+        }
+        Native.check(sparse24.s24_ffn_forward(plan(tokens, warmup), x.data(), w1.data(), w2.data(), z.data(), null),
                 "s24_ffn_forward");
     }
 
@@ -203,7 +245,7 @@ public final class SparseFfn extends Resource {
         if (dw2 != null) {
             Args.tensor(dw2, "dw2", context(), dtype, "[d, f]", dModel, dFf);
         }
-        Native.check(sparse24.s24_ffn_backward(plan(tokens), saved.handle(), x.data(), w1.data(), w2.data(),
+        Native.check(sparse24.s24_ffn_backward(plan(tokens, saved.denseWarmup()), saved.handle(), x.data(), w1.data(), w2.data(),
                 dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
                 dw2 == null ? null : dw2.data()), "s24_ffn_backward");
     }
@@ -226,10 +268,12 @@ public final class SparseFfn extends Resource {
         }
         open.forEach(SavedState::close);
         synchronized (this) {
-            for (s24_ffn plan : plans.values()) {
-                Native.check(sparse24.s24_ffn_destroy(plan), "s24_ffn_destroy");
+            for (Map<Long, s24_ffn> m : List.of(plans, warmupPlans)) {
+                for (s24_ffn plan : m.values()) {
+                    Native.check(sparse24.s24_ffn_destroy(plan), "s24_ffn_destroy");
+                }
+                m.clear();
             }
-            plans.clear();
         }
     }
 
@@ -237,17 +281,23 @@ public final class SparseFfn extends Resource {
         savedStates.remove(saved);
     }
 
-    /** The cached plan for {@code tokens}, created on first use. */
-    private synchronized s24_ffn plan(long tokens) {
+    /** Whether the next training forward is a dense warm-up step. */
+    private synchronized boolean inWarmup() {
+        return stepsTaken < options.denseWarmupSteps();
+    }
+
+    /** The cached plan for {@code tokens} (a dense warm-up step's or the options'), created on first use. */
+    private synchronized s24_ffn plan(long tokens, boolean warmup) {
         ensureOpen();
-        s24_ffn plan = plans.get(tokens);
+        Map<Long, s24_ffn> cache = warmup ? warmupPlans : plans;
+        s24_ffn plan = cache.get(tokens);
         if (plan == null) {
             plan = new s24_ffn();
-            try (s24_ffn_options o = options.toNative()) {
+            try (s24_ffn_options o = (warmup ? options.warmupOptions() : options).toNative()) {
                 Native.check(sparse24.s24_ffn_create(context().handle(), tokens, dModel, dFf, dtype.code, o, plan),
                         "s24_ffn_create");
             }
-            plans.put(tokens, plan);
+            cache.put(tokens, plan);
         }
         return plan;
     }

@@ -15,9 +15,11 @@ import org.sparse24.binding.global.sparse24;
  * @param permuteTokens   a fresh token permutation each step before the 2:4 along tokens
  * @param seed            permutation seed; forward number s of a plan uses permutation (seed, s)
  * @param algorithmSearch search cuSPARSELt algorithms once per plan (validated, cached)
+ * @param denseWarmupSteps the first this many training forwards of each {@link SparseFfn} (and their backwards)
+ *                        run the exact dense FFN ({@link #dense()}), the later ones these options; 0: none
  */
 public record SparseFfnOptions(boolean sparseForward, boolean sparseBackward, double denseFraction,
-                               boolean permuteTokens, long seed, boolean algorithmSearch) {
+                               boolean permuteTokens, long seed, boolean algorithmSearch, int denseWarmupSteps) {
 
     /** Checks the ranges; {@link IllegalArgumentException} names the option. */
     public SparseFfnOptions {
@@ -27,6 +29,9 @@ public record SparseFfnOptions(boolean sparseForward, boolean sparseBackward, do
         if (sparseBackward && !sparseForward) {
             throw new IllegalArgumentException(
                     "sparseBackward needs sparseForward (the split backward sparsifies the forward's 2:4 activations)");
+        }
+        if (denseWarmupSteps < 0) {
+            throw new IllegalArgumentException("denseWarmupSteps must be >= 0, got " + denseWarmupSteps);
         }
     }
 
@@ -49,7 +54,12 @@ public record SparseFfnOptions(boolean sparseForward, boolean sparseBackward, do
     public Builder toBuilder() {
         return new Builder().sparseForward(sparseForward).sparseBackward(sparseBackward)
                 .denseFraction(denseFraction).permuteTokens(permuteTokens).seed(seed)
-                .algorithmSearch(algorithmSearch);
+                .algorithmSearch(algorithmSearch).denseWarmupSteps(denseWarmupSteps);
+    }
+
+    /** These options with every sparsity off: what a dense warm-up step runs. */
+    SparseFfnOptions warmupOptions() {
+        return toBuilder().sparseForward(false).sparseBackward(false).denseWarmupSteps(0).build();
     }
 
     /** The native struct (caller closes it). */
@@ -72,6 +82,7 @@ public record SparseFfnOptions(boolean sparseForward, boolean sparseBackward, do
         private boolean permuteTokens;
         private long seed;
         private boolean algorithmSearch;
+        private int denseWarmupSteps;
 
         private Builder() {
             try (s24_ffn_options o = new s24_ffn_options()) {
@@ -121,10 +132,16 @@ public record SparseFfnOptions(boolean sparseForward, boolean sparseBackward, do
             return this;
         }
 
+        /** Sets {@link SparseFfnOptions#denseWarmupSteps()} (>= 0; default 0). */
+        public Builder denseWarmupSteps(int steps) {
+            denseWarmupSteps = steps;
+            return this;
+        }
+
         /** @throws IllegalArgumentException if an option is out of range or the combination is invalid */
         public SparseFfnOptions build() {
             return new SparseFfnOptions(sparseForward, sparseBackward, denseFraction, permuteTokens, seed,
-                    algorithmSearch);
+                    algorithmSearch, denseWarmupSteps);
         }
     }
 }

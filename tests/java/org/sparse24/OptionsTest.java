@@ -30,7 +30,7 @@ class OptionsTest {
     void builderSetsEveryOptionAndToBuilderKeepsThem() {
         SparseFfnOptions o = SparseFfnOptions.builder().sparseBackward(false).denseFraction(0.25).permuteTokens(false)
                 .seed(-7).algorithmSearch(true).build();
-        assertEquals(new SparseFfnOptions(true, false, 0.25, false, -7, true), o);
+        assertEquals(new SparseFfnOptions(true, false, 0.25, false, -7, true, 0), o);
         assertEquals(o, o.toBuilder().build());
         assertEquals(0.5, o.toBuilder().denseFraction(0.5).build().denseFraction());
     }
