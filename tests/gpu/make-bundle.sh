@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Builds the self-contained GPU test bundle: a folder that runs sparse24's @Tag("gpu") tests, the
-# benchmark and the native self-check on a Linux x86-64 GPU host with no Java and no network.
+# benchmark, the native self-check and the training example on a Linux x86-64 GPU host with no Java and
+# no network.
 #
-#   tests/gpu/make-bundle.sh [outdir]          (default: .gpu/bundle in the repository root)
+#   tests/gpu/make-bundle.sh [--no-torch] [outdir]     (default: .gpu/bundle in the repository root)
 #
 # Layout of the bundle:
 #   run.sh                  the entry point on the GPU host (copied from tests/gpu/run.sh)
-#   bundle.env              what run.sh needs to know (jar names, JUnit console arguments, ...)
+#   torch-assemble.sh       puts the LibTorch parts back together on the host (see below)
+#   bundle.env              what run.sh needs to know (jar names, GPU test classes, ...)
 #   jre/                    a jlink-ed Java runtime with only the modules the jars use
-#   lib/                    sparse24-*.jar (classes + natives) and the runtime/test dependencies
+#   lib/                    the sparse24 jars (classes + natives) and the runtime/test dependencies,
+#                           without the LibTorch preset's jars (those come as parts)
 #   test-classes/           the compiled tests (tests/java) and their resources
 #   junit/                  junit-platform-console-standalone-*.jar
 #   native/                 s24_native_check (the native self-check, runs first; run.sh takes its
 #                           libsparse24.so out of the jar)
+#   examples/               the training example's jar and its dependencies, if it was built
+#                           (examples/target/sparse24-examples-*.jar)
+#
+# LibTorch (the torch GPU tests and the example need its CUDA build, ~460 MB) does not fit the bundle: unless
+# --no-torch is given, tests/gpu/torch-parts.sh cuts it into parts of at most 60 MB in .gpu/torch-parts/
+# (once; it takes minutes), to be uploaded to the host next to the bundle and joined there by
+# torch-assemble.sh. The jars are found by globbing target/ and */target/ (one module or several).
 #
 # Environment:
 #   SKIP_BUILD=1            reuse target/ (the jar and target/test-classes) instead of running Maven
@@ -29,6 +39,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/tests/gpu"
+TORCH=1
+if [[ "${1:-}" == --no-torch ]]; then TORCH=0; shift; fi
 OUT="${1:-$ROOT/.gpu/bundle}"
 MAX_MB="${BUNDLE_MAX_MB:-50}"
 MAX_JAR_MB="${BUNDLE_MAX_JAR_MB:-20}"
@@ -76,32 +88,49 @@ else
     say "SKIP_BUILD=1: reusing target/"
 fi
 
-APP_JAR=""
-for j in target/sparse24-*.jar; do
-    case "$j" in *-sources.jar|*-javadoc.jar|*-tests.jar|*-test-sources.jar) continue ;; esac
-    [[ -f "$j" ]] && APP_JAR="$j"
+# The library's jars (its classes, and its natives if they are a jar of their own) and the benchmark's, from
+# target/ of the root or of any module; the examples' jar goes to examples/.
+APP_JARS=()
+shopt -s nullglob
+for j in target/sparse24-*.jar */target/sparse24-*.jar; do
+    case "$(basename "$j")" in
+        *-sources.jar|*-javadoc.jar|*-tests.jar|*-test-sources.jar|sparse24-examples-*) continue ;;
+    esac
+    APP_JARS+=("$j")
 done
-[[ -n "$APP_JAR" ]] || die "no target/sparse24-*.jar (run without SKIP_BUILD=1, or fix the build)"
-[[ -d target/test-classes ]] || die "no target/test-classes (the tests were not compiled)"
+TEST_CLASSES=(target/test-classes */target/test-classes)
+EXAMPLES_JARS=(examples/target/sparse24-examples-*.jar)
+shopt -u nullglob
+(( ${#APP_JARS[@]} > 0 )) || die "no target/sparse24-*.jar (run without SKIP_BUILD=1, or fix the build)"
+(( ${#TEST_CLASSES[@]} > 0 )) || die "no target/test-classes (the tests were not compiled)"
 
 # ---- the bundle folder ----------------------------------------------------------------------------------
 case "$OUT" in /|"$ROOT"|"$HOME") die "refusing to use $OUT as the bundle folder" ;; esac
 rm -rf "$OUT"
-mkdir -p "$OUT"/{lib,junit,native}
+mkdir -p "$OUT"/{lib,junit,native,test-classes}
 OUT="$(cd "$OUT" && pwd)"
 
-cp "$APP_JAR" "$OUT/lib/"
-cp -r target/test-classes "$OUT/test-classes"
-say "jar $(basename "$APP_JAR"), $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
+cp "${APP_JARS[@]}" "$OUT/lib/"
+for t in "${TEST_CLASSES[@]}"; do cp -r "$t/." "$OUT/test-classes/"; done
+APP_JAR="$(basename "${APP_JARS[0]}")"
+say "jars: $(cd "$OUT/lib" && ls | paste -sd' ' -); $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
+
+# The classes that hold @Tag("gpu") tests (run.sh fails a class that ran none), from the test sources.
+GPU_TEST_CLASSES="$( { grep -rl --include='*.java' '@Tag("gpu")' . 2>/dev/null || true; } | { grep -v '/target/' || true; } \
+    | while read -r f; do
+        pkg="$(sed -n 's/^package \([a-zA-Z0-9_.]*\);.*/\1/p' "$f" | head -n1)"
+        c="$(basename "$f" .java)"
+        if [[ -f "$OUT/test-classes/${pkg//.//}/$c.class" ]]; then echo "${pkg:+$pkg.}$c"; fi
+    done | sort -u | paste -sd' ' -)"
+say "GPU test classes: $GPU_TEST_CLASSES"
 
 # Dependencies (compile + runtime + test scope). JUnit's own jars come with the console launcher, so
 # they are dropped once their version has told which launcher to fetch.
 say "copying the dependencies"
-# The LibTorch interop's tests run in CI on the CPU, not in the GPU bundle: its preset (~110 MB of jars) stays out.
+# The LibTorch preset's jars stay out: its CPU natives are of no use there, its CUDA build comes as parts.
 "${MVN_CMD[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
-    -DexcludeArtifactIds=pytorch,openblas,cuda \
+    -DexcludeArtifactIds=pytorch,openblas,cuda -DexcludeGroupIds=org.sparse24 \
     -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" || die "dependency:copy-dependencies failed"
-rm -rf "$OUT/test-classes/org/sparse24/torch"
 JUNIT_PLATFORM_VERSION="${JUNIT_PLATFORM_VERSION:-}"
 if [[ -z "$JUNIT_PLATFORM_VERSION" ]]; then
     for j in "$OUT"/lib/junit-platform-engine-*.jar "$OUT"/lib/junit-platform-commons-*.jar; do
@@ -123,7 +152,7 @@ fi
 rm -f "$OUT"/lib/junit-jupiter*.jar "$OUT"/lib/junit-platform-*.jar "$OUT"/lib/junit-vintage-*.jar \
       "$OUT"/lib/opentest4j-*.jar "$OUT"/lib/apiguardian-api-*.jar
 for j in "$OUT"/lib/*.jar; do
-    [[ "$j" == "$OUT/lib/$(basename "$APP_JAR")" ]] && continue
+    case "$(basename "$j")" in sparse24-*) continue ;; esac
     mb=$(( $(stat -c %s "$j") / 1048576 ))
     if (( mb > MAX_JAR_MB )); then
         say "WARNING: leaving out $(basename "$j") (${mb} MB > BUNDLE_MAX_JAR_MB=${MAX_JAR_MB}); tests needing it will fail"
@@ -143,8 +172,12 @@ if [[ "${JUNIT_PLATFORM_VERSION%%.*}" != 1 ]] || (( JUNIT_MINOR >= 10 )); then J
 # ---- the native self-check ------------------------------------------------------------------------------
 # Only the program: run.sh takes libsparse24.so out of the jar (with the runtime's `jar` tool), so the
 # library's several megabytes of GPU code are carried once.
-NATIVE_LIB_IN_JAR="$("$JDK/bin/jar" tf "$APP_JAR" | grep -E '(^|/)linux-x86_64/libsparse24\.so[.0-9]*$' | head -n1 || true)"
-[[ -n "$NATIVE_LIB_IN_JAR" ]] || say "WARNING: $(basename "$APP_JAR") holds no linux-x86_64/libsparse24.so"
+NATIVE_LIB_IN_JAR=""
+for j in "${APP_JARS[@]}"; do
+    NATIVE_LIB_IN_JAR="$("$JDK/bin/jar" tf "$j" | grep -E '(^|/)linux-x86_64/libsparse24\.so[.0-9]*$' | head -n1 || true)"
+    if [[ -n "$NATIVE_LIB_IN_JAR" ]]; then APP_JAR="$(basename "$j")"; break; fi
+done
+[[ -n "$NATIVE_LIB_IN_JAR" ]] || say "WARNING: no sparse24 jar holds linux-x86_64/libsparse24.so"
 if [[ -x "$NATIVE/bin/s24_native_check" ]]; then
     cp "$NATIVE/bin/s24_native_check" "$OUT/native/"
     say "native self-check from $NATIVE/bin, its library from the jar ($NATIVE_LIB_IN_JAR)"
@@ -164,13 +197,43 @@ else
 fi
 say "benchmark class $BENCH_CLASS: $([[ $BENCH_PRESENT == 1 ]] && echo present || echo 'not found (the bench step will be skipped)')"
 
+# ---- the training example (another module; run.sh's train step) -----------------------------------------
+TRAIN_CLASS=org.sparse24.examples.GptTrain
+EXAMPLES_PRESENT=0
+if (( ${#EXAMPLES_JARS[@]} > 0 )); then
+    mkdir -p "$OUT/examples/lib"
+    cp "${EXAMPLES_JARS[@]}" "$OUT/examples/"
+    # its own dependencies; sparse24 and the JavaCPP presets are in lib/ and the LibTorch parts
+    "${MVN_CMD[@]}" -f examples/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+        -DexcludeGroupIds=org.bytedeco,org.sparse24 -DoutputDirectory="$OUT/examples/lib" \
+        -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" \
+        || die "dependency:copy-dependencies of examples/ failed"
+    EXAMPLES_PRESENT=1
+    say "training example: $(cd "$OUT/examples" && ls ./*.jar lib/ | paste -sd' ' -)"
+else
+    say "no examples/target/sparse24-examples-*.jar: the train step will be skipped"
+fi
+
+# ---- LibTorch's CUDA build, as parts beside the bundle ------------------------------------------------------
+TORCH_PARTS=0
+if (( TORCH )); then
+    cp "$HERE/torch-assemble.sh" "$OUT/"
+    chmod +x "$OUT/torch-assemble.sh"
+    MVN="${MVN_CMD[*]}" "$HERE/torch-parts.sh" "$ROOT/.gpu/torch-parts" || die "torch-parts.sh failed"
+    TORCH_PARTS="$(cd "$ROOT/.gpu/torch-parts" && ls part-* | wc -l)"
+else
+    say "--no-torch: no LibTorch parts; the torch and train steps will be skipped"
+fi
+
 # ---- the Java runtime -----------------------------------------------------------------------------------
 module_deps() { # the JDK modules that the given jars/folders use, comma-separated
     # (jdeps prints warnings, e.g. on split packages, to stdout: keep the line that lists the modules)
     "$JDK/bin/jdeps" --ignore-missing-deps --print-module-deps --multi-release 17 "$@" 2>/dev/null \
         | grep -E '^[a-z][a-z0-9.]*(,[a-z][a-z0-9.]*)*$' | tail -n1 || true
 }
-DEPS_APP="$(module_deps "$OUT"/lib/*.jar "$OUT/test-classes")"
+shopt -s nullglob
+DEPS_APP="$(module_deps "$OUT"/lib/*.jar "$OUT/test-classes" "$OUT"/examples/*.jar "$OUT"/examples/lib/*.jar)"
+shopt -u nullglob
 # The console launcher's java.sql use is univocity's JDBC ResultSet routines (shaded into the params
 # module, never used by @CsvSource): not worth its megabyte.
 DEPS_JUNIT="$(module_deps "$OUT/junit/$JUNIT_JAR" | tr ',' '\n' | grep -vx 'java.sql' | paste -sd, - || true)"
@@ -196,6 +259,7 @@ fi
 cp "$HERE/run.sh" "$OUT/run.sh"
 chmod +x "$OUT/run.sh"
 cp "$HERE/README.md" "$OUT/README.md" 2>/dev/null || true
+[[ -d "$OUT/examples" ]] || mkdir -p "$OUT/examples" # (empty: run.sh's train step skips)
 {
     echo "# written by tests/gpu/make-bundle.sh; read by run.sh"
     echo "BUNDLE_CREATED='$(date -u +%Y-%m-%dT%H:%M:%SZ)'"
@@ -205,6 +269,10 @@ cp "$HERE/README.md" "$OUT/README.md" 2>/dev/null || true
     echo "JUNIT_EXECUTE='$JUNIT_EXECUTE'"
     echo "BENCH_CLASS='$BENCH_CLASS'"
     echo "BENCH_PRESENT=$BENCH_PRESENT"
+    echo "GPU_TEST_CLASSES='$GPU_TEST_CLASSES'"
+    echo "TORCH_PARTS=$TORCH_PARTS"
+    echo "TRAIN_CLASS='$TRAIN_CLASS'"
+    echo "EXAMPLES_PRESENT=$EXAMPLES_PRESENT"
     echo "JRE_MODULES='$MODULES'"
     echo "NATIVE_LIB_IN_JAR='$NATIVE_LIB_IN_JAR'"
     echo "JRE_VERSION='$("$OUT/jre/bin/java" -version 2>&1 | head -n1 | tr -d "'")'"
@@ -215,4 +283,10 @@ SIZE_MB="$(du -sm "$OUT" | cut -f1)"
 say "bundle $OUT: ${SIZE_MB} MB (jre $(du -sm "$OUT/jre" | cut -f1) MB, lib $(du -sm "$OUT/lib" | cut -f1) MB," \
     "junit $(du -sm "$OUT/junit" | cut -f1) MB, native $(du -sm "$OUT/native" | cut -f1) MB)"
 (( SIZE_MB <= MAX_MB )) || die "the bundle is ${SIZE_MB} MB, over the limit of ${MAX_MB} MB"
-say "done: copy $OUT to the GPU host and run: $(basename "$OUT")/run.sh <results-dir>"
+if (( TORCH_PARTS > 0 )); then
+    say "LibTorch: $TORCH_PARTS parts, $(du -cb "$ROOT"/.gpu/torch-parts/part-* | tail -n1 | cut -f1) bytes, in $ROOT/.gpu/torch-parts"
+    say "done: copy the parts to <parts-dir> on the GPU host, then run there:"
+    say "  $(basename "$OUT")/torch-assemble.sh <parts-dir> && $(basename "$OUT")/run.sh <results-dir>"
+else
+    say "done: copy $OUT to the GPU host and run: $(basename "$OUT")/run.sh <results-dir>"
+fi

@@ -3,18 +3,30 @@
 #
 #   ./run.sh <results-dir>
 #
-# Steps, in this order (select with STEPS, default all):
+# Steps, in this order (select with STEPS, default all but train):
 #   native       s24_native_check check        -> native-check.txt
-#   junit        the @Tag("gpu") JUnit tests   -> junit/ (XML reports), junit.log
+#   junit        the @Tag("gpu") JUnit tests but LibTorch's   -> junit/ (XML reports), junit.log
+#   torch        the @Tag("gpu") tests of org.sparse24.torch, on LibTorch's CUDA build (TORCH_DIR)
+#                -> torch-junit/, torch.log
 #   bench        org.sparse24.bench.FfnBenchmark <results-dir>   (skipped if not in the bundle) -> bench.log
 #   nativebench  s24_native_check bench <results-dir>/native-bench.json -> native-bench.log
+#   train        the training example (org.sparse24.examples.GptTrain $TRAIN_ARGS, run in <results-dir>/train,
+#                on LibTorch's CUDA build; skipped if the example is not in the bundle) -> train.log
 # Every step runs under `timeout`, and a failing step does not stop the others. The results folder
-# gets summary.txt (one line a step: name, PASS/FAIL/TIMEOUT/SKIPPED, exit status, seconds, then
-# "overall PASS|FAIL"). The exit status is 0 only if no step failed.
+# gets summary.txt (one line a step: name, PASS/FAIL/TIMEOUT/SKIPPED, exit status, seconds; under the
+# JUnit steps one line a test class: tests ran, failed, skipped; then "overall PASS|FAIL"). A GPU test
+# class (one with @Tag("gpu") tests) that ran no test fails its step. The exit status is 0 only if no step
+# failed.
+#
+# LibTorch: torch-assemble.sh <parts-dir> puts the uploaded parts together in /tmp/sparse24-torch; the torch
+# and train steps fail without it (unless the bundle was built with --no-torch: then they are skipped).
 #
 # Environment:
-#   STEPS="native,junit,bench,nativebench"     the steps to run
-#   TIMEOUT_NATIVE=300 TIMEOUT_JUNIT=300 TIMEOUT_BENCH=400 TIMEOUT_NATIVEBENCH=300   (seconds)
+#   STEPS="native,junit,torch,bench,nativebench"     the steps to run (add train, or STEPS=train)
+#   TIMEOUT_NATIVE=300 TIMEOUT_JUNIT=300 TIMEOUT_TORCH=300 TIMEOUT_BENCH=400 TIMEOUT_NATIVEBENCH=300
+#   TIMEOUT_TRAIN=600            (seconds)
+#   TORCH_DIR=/tmp/sparse24-torch   where torch-assemble.sh put LibTorch (lib/*.jar)
+#   TRAIN_ARGS                   the training example's arguments
 #   SPARSE24_CUSPARSELT_PATH, SPARSE24_CUBLASLT_PATH   directory (or file) of libcusparseLt.so.0 /
 #                                libcublasLt.so.13; found through python3's nvidia wheels if unset
 #   PYTHON=python3               the Python asked where NVIDIA's wheels are
@@ -35,9 +47,12 @@ RES="$(cd "$1" && pwd)"
 # shellcheck source=/dev/null
 source "$B/bundle.env" || { echo "run.sh: $B/bundle.env missing (not a bundle folder?)" >&2; exit 2; }
 
-STEPS="${STEPS:-native,junit,bench,nativebench}"
+STEPS="${STEPS:-native,junit,torch,bench,nativebench}"
 TIMEOUT_NATIVE="${TIMEOUT_NATIVE:-300}"
 TIMEOUT_JUNIT="${TIMEOUT_JUNIT:-300}"
+TIMEOUT_TORCH="${TIMEOUT_TORCH:-300}"
+TIMEOUT_TRAIN="${TIMEOUT_TRAIN:-600}"
+TORCH_DIR="${TORCH_DIR:-/tmp/sparse24-torch}"
 TIMEOUT_BENCH="${TIMEOUT_BENCH:-400}"
 TIMEOUT_NATIVEBENCH="${TIMEOUT_NATIVEBENCH:-300}"
 SUMMARY="$RES/summary.txt"
@@ -45,13 +60,14 @@ JAVA="$B/jre/bin/java"
 
 log() { echo "run.sh: $*"; }
 
-# ---- cuSPARSELt / cuBLASLt ------------------------------------------------------------------------------
+# ---- cuSPARSELt / cuBLASLt, and the NVIDIA libraries LibTorch needs ---------------------------------------
 # The native library searches the usual places itself; exporting the directories makes the choice
 # explicit and visible in the summary. LD_LIBRARY_PATH is the fallback for anything else they need.
-if [[ -z "${SPARSE24_CUSPARSELT_PATH:-}" || -z "${SPARSE24_CUBLASLT_PATH:-}" ]]; then
-    PY="${PYTHON:-$(command -v python3 || command -v python || true)}"
-    if [[ -n "$PY" ]]; then
-        FOUND="$("$PY" - <<'PY' 2>/dev/null
+# NVLIBS: the NVIDIA wheels' library folders, the only LD_LIBRARY_PATH of the LibTorch steps.
+NVLIBS=""
+PY="${PYTHON:-$(command -v python3 || command -v python || true)}"
+if [[ -n "$PY" ]]; then
+    FOUND="$("$PY" - <<'PY' 2>/dev/null
 import glob, os, site, sys
 roots = []
 try:
@@ -73,15 +89,17 @@ def find(subdirs, pattern):
     return ""
 print("CUSPARSELT=" + find(["cusparselt/lib"], "libcusparseLt.so.0*"))
 print("CUBLASLT=" + find(["cu13/lib", "cublas/lib"], "libcublasLt.so.13*"))
+# LibTorch's CUDA build needs the CUDA runtime and libraries, cuDNN, NCCL (and cuSPARSELt for sparse24)
+print("NVLIBS=" + ":".join(d for d in (find([s], "lib*.so*") for s in ("cu13/lib", "cudnn/lib", "nccl/lib", "cusparselt/lib")) if d))
 PY
 )"
-        d="$(sed -n 's/^CUSPARSELT=//p' <<< "$FOUND")"
-        [[ -z "${SPARSE24_CUSPARSELT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUSPARSELT_PATH="$d"
-        d="$(sed -n 's/^CUBLASLT=//p' <<< "$FOUND")"
-        [[ -z "${SPARSE24_CUBLASLT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUBLASLT_PATH="$d"
-    else
-        log "no python3: leaving the search for cuSPARSELt/cuBLASLt to the native library"
-    fi
+    NVLIBS="$(sed -n 's/^NVLIBS=//p' <<< "$FOUND")"
+    d="$(sed -n 's/^CUSPARSELT=//p' <<< "$FOUND")"
+    [[ -z "${SPARSE24_CUSPARSELT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUSPARSELT_PATH="$d"
+    d="$(sed -n 's/^CUBLASLT=//p' <<< "$FOUND")"
+    [[ -z "${SPARSE24_CUBLASLT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUBLASLT_PATH="$d"
+else
+    log "no python3: leaving the search for cuSPARSELt/cuBLASLt to the native library"
 fi
 for v in SPARSE24_CUSPARSELT_PATH SPARSE24_CUBLASLT_PATH; do
     p="${!v:-}"
@@ -105,6 +123,7 @@ fi
     echo "# driver: ${DRIVER:-unknown}"
     echo "# cuSPARSELt: ${SPARSE24_CUSPARSELT_PATH:-(not set: the native library searches)}"
     echo "# cuBLASLt: ${SPARSE24_CUBLASLT_PATH:-(not set: the native library searches)}"
+    echo "# LibTorch: $(ls "$TORCH_DIR"/lib/pytorch-*-gpu.jar 2>/dev/null || echo "(none in $TORCH_DIR)"); NVIDIA libraries: ${NVLIBS:-(not found)}"
     echo "# steps: $STEPS"
 } > "$SUMMARY"
 cat "$SUMMARY"
@@ -117,6 +136,20 @@ JVM=(-Xmx8g "-Dorg.bytedeco.javacpp.cachedir=$TMP/javacpp" -Dorg.bytedeco.javacp
 read -r -a USER_JVM <<< "${JAVA_OPTS:-}"
 JVM+=("${USER_JVM[@]}")
 CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes"); echo "${a[*]}")"
+
+# LibTorch's CUDA build: its jars on the class path, its natives from the -gpu jar (JavaCPP extracts them
+# once into TORCH_DIR/cache), and LD_LIBRARY_PATH holding only the NVIDIA library folders (LibTorch's own
+# natives on it too would be loaded twice, and abort).
+TORCH_CP="$(IFS=:; shopt -s nullglob; a=("$TORCH_DIR"/lib/*.jar); echo "${a[*]}")"
+TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu" "-Dorg.bytedeco.javacpp.cachedir=$TORCH_DIR/cache")
+TORCH_ENV=(env "LD_LIBRARY_PATH=$NVLIBS")
+torch_missing() { # <step>: why the step cannot run on LibTorch, or nothing
+    if [[ "${TORCH_PARTS:-0}" == 0 ]]; then echo "SKIP the bundle was built with --no-torch"
+    elif ! ls "$TORCH_DIR"/lib/pytorch-*-linux-x86_64-gpu.jar >/dev/null 2>&1; then
+        echo "FAIL no LibTorch in $TORCH_DIR: upload the $TORCH_PARTS parts and run torch-assemble.sh <parts-dir>"
+    elif [[ -z "$NVLIBS" ]]; then echo "FAIL the NVIDIA libraries (python3's site-packages/nvidia/*/lib) were not found"
+    fi
+}
 
 if command -v timeout >/dev/null; then HAVE_TIMEOUT=1; else HAVE_TIMEOUT=0; log "no 'timeout' command: steps run without a limit"; fi
 FAILED=0
@@ -172,6 +205,60 @@ step() {
 }
 
 skip() { record "$1" SKIPPED - 0 "$2"; }
+
+# The GPU test classes (bundle.env) of the torch step and of the junit step.
+TORCH_CLASSES=""; CORE_CLASSES=""
+for c in ${GPU_TEST_CLASSES:-}; do
+    if [[ "$c" == org.sparse24.torch.* ]]; then TORCH_CLASSES+=" $c"; else CORE_CLASSES+=" $c"; fi
+done
+
+# count_tests <step> <reports-dir> <class...>: one line a test class (ran, failed, skipped) from the JUnit XML
+# report; a listed class (a GPU test class of the step) that ran no test fails the step.
+count_tests() {
+    local name="$1" dir="$2" out rc
+    shift 2
+    if [[ -z "$PY" ]]; then record "$name:classes" FAIL - 0 "no python3 to read $dir"; FAILED=1; return; fi
+    out="$("$PY" - "$dir" "$@" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+folder, gpu = sys.argv[1], sys.argv[2:]
+counts = {}
+for f in glob.glob(folder + "/TEST-*.xml"):
+    for case in ET.parse(f).iter("testcase"):
+        n = counts.setdefault(case.get("classname", "?").split("$")[0], [0, 0, 0])
+        if case.find("skipped") is not None:
+            n[2] += 1
+        else:
+            n[0] += 1
+            n[1] += case.find("failure") is not None or case.find("error") is not None
+empty = [c for c in gpu if counts.get(c, [0])[0] == 0]
+for c in sorted(set(counts) | set(empty)):
+    ran, failed, skipped = counts.get(c, [0, 0, 0])
+    print(f"    {c}: {ran} ran, {failed} failed, {skipped} skipped" + ("  <- ran no test" if c in empty else ""))
+sys.exit(1 if empty else 0)
+PY
+)"
+    rc=$?
+    [[ -n "$out" ]] && echo "$out" | tee -a "$SUMMARY"
+    if (( rc != 0 )); then record "$name:classes" FAIL "$rc" 0 "a GPU test class ran no test"; FAILED=1; fi
+}
+
+# junit_step <step> <limit> <reports-dir> <log> "<GPU test classes>" <command...> -- <launcher options...>
+junit_step() {
+    local name="$1" limit="$2" reports="$3" logfile="$4" classes="$5"; shift 5
+    local cmd=() launcher=()
+    while [[ $# -gt 0 && "$1" != -- ]]; do cmd+=("$1"); shift; done
+    [[ $# -gt 0 ]] && shift
+    launcher=("$@")
+    local args=(--disable-banner --disable-ansi-colors --details=tree --include-engine=junit-jupiter
+                --include-tag "${JUNIT_TAGS:-gpu}" --reports-dir "$reports" --fail-if-no-tests)
+    [[ "${JUNIT_SCAN:-1}" == 1 ]] && args+=(--scan-class-path "$B/test-classes")
+    read -r -a user <<< "${JUNIT_ARGS:-}"
+    # shellcheck disable=SC2086
+    step "$name" "$limit" "$logfile" "${cmd[@]}" org.junit.platform.console.ConsoleLauncher $JUNIT_EXECUTE \
+        "${args[@]}" "${launcher[@]}" "${user[@]}"
+    # shellcheck disable=SC2086
+    count_tests "$name" "$reports" $classes
+}
 missing() { record "$1" FAIL - 0 "$2"; FAILED=1; }
 
 # ---- the steps ------------------------------------------------------------------------------------------
@@ -182,15 +269,22 @@ fi
 
 if wanted junit; then
     if [[ -x "$JAVA" ]]; then
-        JUNIT=(--disable-banner --disable-ansi-colors --details=tree --include-engine=junit-jupiter --include-tag "${JUNIT_TAGS:-gpu}"
-               --reports-dir "$RES/junit" --fail-if-no-tests)
-        [[ "${JUNIT_SCAN:-1}" == 1 ]] && JUNIT+=(--scan-class-path "$B/test-classes")
-        read -r -a USER_JUNIT <<< "${JUNIT_ARGS:-}"
-        # shellcheck disable=SC2086
-        step junit "$TIMEOUT_JUNIT" "$RES/junit.log" "$JAVA" "${JVM[@]}" -cp "$CP:$B/junit/$JUNIT_JAR" \
-            org.junit.platform.console.ConsoleLauncher $JUNIT_EXECUTE "${JUNIT[@]}" "${USER_JUNIT[@]}"
+        junit_step junit "$TIMEOUT_JUNIT" "$RES/junit" "$RES/junit.log" "$CORE_CLASSES" \
+            "$JAVA" "${JVM[@]}" -cp "$CP:$B/junit/$JUNIT_JAR" -- --exclude-package org.sparse24.torch
     else
         missing junit "no Java runtime at $JAVA"
+    fi
+fi
+
+if wanted torch; then
+    why="$(torch_missing)"
+    if [[ ! -x "$JAVA" ]]; then missing torch "no Java runtime at $JAVA"
+    elif [[ "$why" == SKIP* ]]; then skip torch "${why#SKIP }"
+    elif [[ -n "$why" ]]; then missing torch "${why#FAIL }"
+    else
+        junit_step torch "$TIMEOUT_TORCH" "$RES/torch-junit" "$RES/torch.log" "$TORCH_CLASSES" \
+            "${TORCH_ENV[@]}" "$JAVA" "${JVM[@]}" "${TORCH_JVM[@]}" -cp "$CP:$TORCH_CP:$B/junit/$JUNIT_JAR" \
+            -- --include-package org.sparse24.torch
     fi
 fi
 
@@ -204,6 +298,23 @@ if wanted nativebench; then
     if prepare_native; then
         step nativebench "$TIMEOUT_NATIVEBENCH" "$RES/native-bench.log" "$CHECK" bench "$RES/native-bench.json"
     else missing nativebench "$NATIVE_WHY"; fi
+fi
+
+if wanted train; then
+    why="$(torch_missing)"
+    EXAMPLES_CP="$(IFS=:; shopt -s nullglob; a=("$B"/examples/*.jar "$B"/examples/lib/*.jar); echo "${a[*]}")"
+    if [[ "${EXAMPLES_PRESENT:-0}" != 1 ]]; then skip train "the training example is not in the bundle"
+    elif [[ ! -x "$JAVA" ]]; then missing train "no Java runtime at $JAVA"
+    elif [[ "$why" == SKIP* ]]; then skip train "${why#SKIP }"
+    elif [[ -n "$why" ]]; then missing train "${why#FAIL }"
+    else
+        mkdir -p "$RES/train"
+        read -r -a TRAIN <<< "${TRAIN_ARGS:-}"
+        # shellcheck disable=SC2016
+        step train "$TIMEOUT_TRAIN" "$RES/train.log" bash -c 'cd "$0" && exec "$@"' "$RES/train" \
+            "${TORCH_ENV[@]}" "$JAVA" "${JVM[@]}" "${TORCH_JVM[@]}" -cp "$CP:$EXAMPLES_CP:$TORCH_CP" \
+            "$TRAIN_CLASS" "${TRAIN[@]}"
+    fi
 fi
 
 echo

@@ -98,7 +98,7 @@ final class SparseFfnCall {
             carrierHooks[i] = new TensorTensorHook() {
                 @Override
                 public TensorBase call(TensorBase zeros) {
-                    return take(input);
+                    return take(input, zeros);
                 }
             };
         }
@@ -243,10 +243,18 @@ final class SparseFfnCall {
         if (listener != null) {
             listener.accept(saved.sparsity());
         }
+        Consumer<SavedState> probe = owner.savedProbe;
+        if (probe != null) {
+            probe.accept(saved);
+        }
     }
 
-    /** A carrier's hook: the stashed gradient of input i replaces the zeros autograd computed. */
-    synchronized TensorBase take(int i) {
+    /**
+     * A carrier's hook: the stashed gradient of input i replaces the zeros autograd computed. It is copied into
+     * autograd's zero tensor and freed at once: a Java tensor returned to autograd would keep the gradient's memory
+     * (device memory on CUDA) until the garbage collector runs.
+     */
+    synchronized TensorBase take(int i, TensorBase zeros) {
         owner.emit(NAMES[i] + "-hook");
         Tensor g = stash[i];
         if (g == null) {
@@ -255,7 +263,14 @@ final class SparseFfnCall {
         }
         stash[i] = null;
         retireIfDone();
-        return g;
+        if (zeros.is_contiguous() && zeros.numel() == g.numel() && zeros.scalar_type().intern() == owner.scalarType) {
+            try (Tensor into = new Tensor(zeros)) {
+                into.copy_(g);
+            }
+            g.close();
+            return zeros;
+        }
+        return g; // (not expected: autograd's gradient of a view is a fresh contiguous tensor)
     }
 
     /** The anchor's deleter: autograd released the graph's saved variables (or the whole graph). */

@@ -53,8 +53,9 @@ import org.sparse24.Sparsity;
  * of a {@code backward()} through z without {@code retain_graph}, or when the output and everything computed
  * from it are freed), and the anchor's deleter frees the saved state. A second backward through a retained graph works; one through a released graph throws.
  * {@link #close()} frees whatever is still held (forwards never backpropagated whose output is still
- * referenced). The overhead over sparse24's own forward and backward: one sum over dZ and a zero-filled tensor
- * the size of each argument's gradient (what autograd passes into the carrier hooks).
+ * referenced). The overhead over sparse24's own forward and backward: one sum over dZ, and a zero-filled tensor
+ * the size of each argument's gradient (what autograd passes into the carrier hooks) into which that gradient is
+ * copied (so that no Java object holds it until garbage collection).
  *
  * <p>Under {@code NoGradGuard}, or when no argument requires grad, {@code apply} is {@link #infer}: no graph,
  * nothing kept. The backward needs x, w1, w2 as they were in the forward: modifying one in place before the
@@ -65,6 +66,9 @@ import org.sparse24.Sparsity;
 public final class SparseFfnFunction implements AutoCloseable {
     /** Test probe: receives "forward", "z-hook", "x-hook", "w1-hook", "w2-hook", "released" as they happen. */
     volatile Consumer<String> trace;
+
+    /** Test probe: receives each backward's saved state (its dense features, statistics) before it can be freed. */
+    volatile Consumer<SavedState> savedProbe;
 
     final SparseFfn ffn;
     final Sparse24 context;
