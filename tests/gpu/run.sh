@@ -137,11 +137,11 @@ read -r -a USER_JVM <<< "${JAVA_OPTS:-}"
 JVM+=("${USER_JVM[@]}")
 CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes"); echo "${a[*]}")"
 
-# LibTorch's CUDA build: its jars on the class path, its natives from the -gpu jar (JavaCPP extracts them
-# once into TORCH_DIR/cache), and LD_LIBRARY_PATH holding only the NVIDIA library folders (LibTorch's own
-# natives on it too would be loaded twice, and abort).
+# LibTorch's CUDA build: its jars on the class path, its natives from the -gpu jar (JavaCPP unpacks them into
+# this run's cache, ~860 MB, seconds), and LD_LIBRARY_PATH holding only the NVIDIA library folders (LibTorch's
+# own natives on it too would be loaded twice, and abort).
 TORCH_CP="$(IFS=:; shopt -s nullglob; a=("$TORCH_DIR"/lib/*.jar); echo "${a[*]}")"
-TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu" "-Dorg.bytedeco.javacpp.cachedir=$TORCH_DIR/cache")
+TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu")
 TORCH_ENV=(env "LD_LIBRARY_PATH=$NVLIBS")
 torch_missing() { # <step>: why the step cannot run on LibTorch, or nothing
     if [[ "${TORCH_PARTS:-0}" == 0 ]]; then echo "SKIP the bundle was built with --no-torch"

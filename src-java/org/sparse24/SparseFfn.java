@@ -245,8 +245,8 @@ public final class SparseFfn extends Resource {
         if (dw2 != null) {
             Args.tensor(dw2, "dw2", context(), dtype, "[d, f]", dModel, dFf);
         }
-        Native.check(sparse24.s24_ffn_backward(plan(tokens, saved.denseWarmup()), saved.handle(), x.data(), w1.data(), w2.data(),
-                dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
+        Native.check(sparse24.s24_ffn_backward(plan(tokens, saved.denseWarmup()), saved.handle(), x.data(), w1.data(),
+                w2.data(), dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
                 dw2 == null ? null : dw2.data()), "s24_ffn_backward");
     }
 

@@ -21,8 +21,8 @@ import org.sparse24.Sparse24;
 import org.sparse24.Sparsity;
 
 /**
- * One training forward of a {@link SparseFfnFunction} spliced into the graph: its saved state, the (detached) inputs the backward reads,
- * the hooks, the anchor that tells when autograd releases the graph, and the gradients stashed between the
+ * One training forward of a {@link SparseFfnFunction} spliced into the graph: its saved state, the (detached)
+ * inputs the backward reads, the hooks, the anchor that tells when autograd releases the graph, and the gradients stashed between the
  * hook on z and the carriers' hooks.
  */
 final class SparseFfnCall {

@@ -64,7 +64,8 @@ class WarmupTest {
     @Test
     void warmupStepsAreDenseThenTheOptionsApply() {
         SparseFfnOptions sparse = SparseFfnOptions.defaults();
-        SparseFfn warm = keep(new SparseFfn(ctx, D, F, DType.FP32, sparse.toBuilder().denseWarmupSteps(WARMUP).build()));
+        SparseFfnOptions options = sparse.toBuilder().denseWarmupSteps(WARMUP).build();
+        SparseFfn warm = keep(new SparseFfn(ctx, D, F, DType.FP32, options));
         SparseFfn dense = keep(new SparseFfn(ctx, D, F, DType.FP32, sparse.warmupOptions()));
         SparseFfn cold = keep(new SparseFfn(ctx, D, F, DType.FP32, sparse));
         for (int step = 0; step < WARMUP + 3; step++) {

@@ -28,7 +28,6 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.bytedeco.pytorch.global.torch_cuda;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -67,21 +66,19 @@ class TorchGpuTest {
     private Sparse24 gpu;
     private Device cuda;
 
-    @BeforeAll
-    static void needsCuda() {
-        assumeTrue(torch.cuda_is_available(), "LibTorch has no CUDA here (the preset's CPU natives, or no GPU)");
-    }
-
     @BeforeEach
     void setUp() {
+        assumeTrue(torch.cuda_is_available(), "LibTorch has no CUDA here (the preset's CPU natives, or no GPU)");
         gpu = Sparse24.cuda(0);
         cuda = TorchTensors.device(gpu);
     }
 
     @AfterEach
     void tearDown() {
-        cuda.close();
-        gpu.close();
+        if (gpu != null) {
+            cuda.close();
+            gpu.close();
+        }
     }
 
     /** Values k/8, k in {-2, -1, 1, 2}: exact in BF16 and FP16, never zero. */
@@ -179,7 +176,8 @@ class TorchGpuTest {
     @EnumSource(value = DType.class, names = {"BF16", "FP16"})
     void splitOffMatchesTheMaskedFfnsAutograd(DType dtype) {
         Case k = new Case(TorchTensors.scalarType(dtype), 1);
-        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, SPLIT_OFF); SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, SPLIT_OFF);
+             SparseFfnFunction f = new SparseFfnFunction(ffn)) {
             float[][] got = k.run(f);
             assertAllClose(dtype + ", split off:", k.reference().outputs(), got, TIGHT);
             assertEquals(0, f.pendingForwards());
@@ -271,7 +269,8 @@ class TorchGpuTest {
     @EnumSource(value = DType.class, names = {"BF16", "FP16"})
     void aNonDefaultCurrentStreamIsUsed(DType dtype) {
         Case k = new Case(TorchTensors.scalarType(dtype), 3);
-        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, SPLIT_OFF); SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, SPLIT_OFF);
+             SparseFfnFunction f = new SparseFfnFunction(ffn)) {
             float[][] onDefault = k.run(f);
             CUDAStream side = torch_cuda.getStreamFromPool(false, (byte) 0);
             assertNotEquals(torch_cuda.getDefaultCUDAStream((byte) 0).stream().address(), side.stream().address());
@@ -316,7 +315,8 @@ class TorchGpuTest {
         int warmup = 100;
         Case k = new Case(TorchTensors.scalarType(dtype), 5);
         SparseFfnOptions options = SparseFfnOptions.builder().denseWarmupSteps(warmup).build();
-        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, options); SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+        try (SparseFfn ffn = new SparseFfn(gpu, D, F, dtype, options);
+             SparseFfnFunction f = new SparseFfnFunction(ffn)) {
             long[] base = null;
             for (int step = 0; step < steps; step++) {
                 try (Tensor z = f.apply(k.x, k.w1, k.w2); Tensor zf = z.to(ScalarType.Float); Tensor sq = zf.square();
@@ -337,13 +337,14 @@ class TorchGpuTest {
             assertEquals(steps, ffn.stepsTaken());
             assertTrue(ffn.isSparseNow());
             assertEquals(0, f.liveForwards(), "no graph can call back any more");
-            if (base[0] != end[0]) { // tell a leak from memory that Java objects hold until they are collected
+            // (it may shrink: earlier tests' tensors are freed when their Java objects are collected)
+            if (end[0] > base[0]) { // tell a leak from memory that Java objects hold until they are collected
                 System.gc();
                 Pointer.deallocateReferences();
                 fail("LibTorch's allocated CUDA bytes grew from " + base[0] + " after step " + 2 * warmup + " to "
                         + end[0] + " at the end (" + memory()[0] + " after a garbage collection)");
             }
-            assertTrue(Math.abs(end[1] - base[1]) <= 16L << 20, "free device memory after step " + 2 * warmup + ": "
+            assertTrue(end[1] >= base[1] - (16L << 20), "free device memory after step " + 2 * warmup + ": "
                     + base[1] + ", at the end: " + end[1]);
         }
     }
