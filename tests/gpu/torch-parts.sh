@@ -4,8 +4,9 @@
 # need (pytorch, cuda, cuda-linux-x86_64, openblas, openblas-linux-x86_64), as one tar split into files of at
 # most TORCH_PART_BYTES. On the host, torch-assemble.sh puts them back together.
 #
-# Not compressed again: the jars are deflated already; xz -6 of the unpacked natives saves two of the nine
-# parts but takes an hour of a busy two-core machine (zstd -19 as much, and the host has no zstd).
+# Not compressed again: the jars are deflated already; xz -6 of the unpacked natives would save about two of
+# the nine parts but takes about an hour of a busy two-core machine (zstd -19 as long; GPU hosts rarely have
+# zstd).
 #
 #   tests/gpu/torch-parts.sh [outdir]        (default: .gpu/torch-parts in the repository root)
 #
