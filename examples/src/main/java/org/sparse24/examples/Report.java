@@ -1,5 +1,7 @@
 package org.sparse24.examples;
 
+import java.awt.BasicStroke;
+import java.awt.Color;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -15,6 +17,7 @@ import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import org.knowm.xchart.XYSeries;
+import org.knowm.xchart.style.lines.SeriesLines;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 
 /**
@@ -34,6 +37,13 @@ import org.knowm.xchart.style.markers.SeriesMarkers;
 final class Report {
     private static final int SMOOTH = 25;
     private static final int TIMING_FROM = 10; // the first steps include plan creation and algorithm search
+    /** One colour per run (in order), one line style per quantity. */
+    private static final Color[] COLORS = {new Color(0x1f77b4), new Color(0xd62728), new Color(0x2ca02c),
+            new Color(0xff7f0e), new Color(0x9467bd), new Color(0x8c564b), new Color(0xe377c2), new Color(0x7f7f7f),
+            new Color(0xbcbd22), new Color(0x17becf)};
+    private static final BasicStroke SOLID = SeriesLines.SOLID;
+    private static final BasicStroke DASHED = SeriesLines.DASH_DASH;
+    private static final BasicStroke DOTTED = SeriesLines.DOT_DOT;
 
     private Report() {
     }
@@ -113,12 +123,13 @@ final class Report {
         XYChart all = chart("Loss (train: moving average of " + SMOOTH + " steps; held-out: fixed batches)",
                 "loss (nats/byte)");
         XYChart held = chart("Held-out loss", "loss (nats/byte)");
-        for (Run r : runs) {
+        for (int k = 0; k < runs.size(); k++) {
+            Run r = runs.get(k);
             double[] steps = r.col("step");
-            line(all, r.name + " train", steps, movingAverage(r.col("train_loss"), SMOOTH), i -> true);
+            line(all, r.name + " train", steps, movingAverage(r.col("train_loss"), SMOOTH), i -> true, k, SOLID);
             double[] h = r.col("heldout_loss");
-            line(all, r.name + " held-out", steps, h, i -> !Double.isNaN(h[i]));
-            line(held, r.name, steps, h, i -> !Double.isNaN(h[i]));
+            line(all, r.name + " held-out", steps, h, i -> !Double.isNaN(h[i]), k, DASHED);
+            line(held, r.name, steps, h, i -> !Double.isNaN(h[i]), k, SOLID);
         }
         save(all, out, "loss");
         save(held, out, "heldout");
@@ -132,32 +143,35 @@ final class Report {
         double[] measured = r.col("measured");
         for (int l = 0; l < r.layers; l++) {
             double[] s = r.layerCol("act_sparsity", l);
-            line(c, "layer " + l, r.col("step"), s, i -> measured[i] == 1 && !Double.isNaN(s[i]));
+            line(c, "layer " + l, r.col("step"), s, i -> measured[i] == 1 && !Double.isNaN(s[i]), l, SOLID);
         }
         save(c, out, "sparsity-" + r.name);
     }
 
     private static void dropChart(List<Run> runs, Path out) throws IOException {
-        XYChart c = chart("Non-zeros dropped by 2:4 (mean over layers)", "share of non-zeros dropped");
-        for (Run r : runs) {
+        XYChart c = chart("Dropped by 2:4, mean over layers: forward (solid), backward dW2 / dW1 (dashed / dotted)",
+                "share of non-zeros dropped");
+        for (int k = 0; k < runs.size(); k++) {
+            Run r = runs.get(k);
             double[] sparse = r.col("ffn_sparse");
             double[] measured = r.col("measured");
             IntPredicate on = i -> measured[i] == 1 && sparse[i] == 1;
-            line(c, r.name + " forward 2:4", r.col("step"), layerMean(r, "fwd_drop"), on);
-            line(c, r.name + " backward dW2", r.col("step"), layerMean(r, "dw2_drop"), on);
-            line(c, r.name + " backward dW1", r.col("step"), layerMean(r, "dw1_drop"), on);
+            line(c, r.name + " forward 2:4", r.col("step"), layerMean(r, "fwd_drop"), on, k, SOLID);
+            line(c, r.name + " backward dW2", r.col("step"), layerMean(r, "dw2_drop"), on, k, DASHED);
+            line(c, r.name + " backward dW1", r.col("step"), layerMean(r, "dw1_drop"), on, k, DOTTED);
         }
         save(c, out, "drop");
     }
 
     private static void timeChart(List<Run> runs, Path out) throws IOException {
-        XYChart c = chart("Step and FFN time (events; moving average of " + SMOOTH + " unmeasured steps)", "ms");
-        for (Run r : runs) {
+        XYChart c = chart("Step (solid) and FFN (dashed) time, events, moving average of " + SMOOTH + " steps", "ms");
+        for (int k = 0; k < runs.size(); k++) {
+            Run r = runs.get(k);
             double[] measured = r.col("measured");
             double[] steps = r.col("step");
             IntPredicate timed = i -> measured[i] == 0 && steps[i] >= TIMING_FROM;
-            line(c, r.name + " step", steps, movingAverage(select(r.col("step_ms"), timed), SMOOTH), timed);
-            line(c, r.name + " FFN", steps, movingAverage(select(ffnMs(r), timed), SMOOTH), timed);
+            line(c, r.name + " step", steps, movingAverage(select(r.col("step_ms"), timed), SMOOTH), timed, k, SOLID);
+            line(c, r.name + " FFN", steps, movingAverage(select(ffnMs(r), timed), SMOOTH), timed, k, DASHED);
         }
         save(c, out, "time");
     }
@@ -325,11 +339,13 @@ final class Report {
         XYChart c = new XYChartBuilder().width(1000).height(560).title(title).xAxisTitle("step").yAxisTitle(yTitle)
                 .build();
         c.getStyler().setMarkerSize(4);
+        c.getStyler().setXAxisDecimalPattern("#");
         return c;
     }
 
-    /** Adds the points i with keep(i) (nothing if there are none). */
-    private static void line(XYChart c, String name, double[] x, double[] y, IntPredicate keep) {
+    /** Adds the points i with keep(i) (nothing if there are none), in colour number {@code color}. */
+    private static void line(XYChart c, String name, double[] x, double[] y, IntPredicate keep, int color,
+                             BasicStroke style) {
         List<Double> xs = new ArrayList<>();
         List<Double> ys = new ArrayList<>();
         for (int i = 0; i < x.length; i++) {
@@ -343,6 +359,9 @@ final class Report {
         }
         XYSeries s = c.addSeries(name, xs, ys);
         s.setMarker(xs.size() > 60 ? SeriesMarkers.NONE : SeriesMarkers.CIRCLE);
+        s.setLineColor(COLORS[color % COLORS.length]);
+        s.setMarkerColor(COLORS[color % COLORS.length]);
+        s.setLineStyle(style);
     }
 
     private static void save(XYChart c, Path out, String name) throws IOException {
