@@ -71,10 +71,10 @@ public final class GptTrain {
                  Event stepStart = Event.create(ctx); Event stepEnd = Event.create(ctx);
                  StepCsv csv = new StepCsv(c.csv(), c.layers())) {
                 System.out.printf(Locale.ROOT, "GptTrain: %s on %s, %s; %d layers, d=%d, f=%d, %d heads, %d x %d "
-                                + "tokens a step, %d steps; %.1fM parameters; corpus %s (%d bytes, %d for training)%n",
-                        c.label(), c.device(), compute, c.layers(), c.dModel(), c.dFf(), c.heads(), c.batch(),
-                        c.seq(), c.steps(), model.parameterCount() / 1e6, c.corpus(), corpus.size(),
-                        corpus.trainSize());
+                                + "tokens a step (%.3g TFLOP), %d steps; %.1fM parameters; corpus %s (%d bytes, %d for "
+                                + "training)%n", c.label(), c.device(), compute, c.layers(), c.dModel(), c.dFf(),
+                        c.heads(), c.batch(), c.seq(), c.flopsPerStep() / 1e12, c.steps(),
+                        model.parameterCount() / 1e6, c.corpus(), corpus.size(), corpus.trainSize());
                 AdamW decayed = adamW(model.decayedParameters(), c.lr(), c.weightDecay());
                 AdamW other = adamW(model.otherParameters(), c.lr(), 0);
                 TensorVector params = model.parameters();
@@ -142,9 +142,10 @@ public final class GptTrain {
                 Result r = new Result(c.steps(), first, last, lastHeldOut, median(stepMs), median(ffnMs), sp[0],
                         sp[1], seconds, c.csv());
                 System.out.printf(Locale.ROOT, "GptTrain done: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
-                                + "median %.2f ms/step, FFN %.2f ms; activation sparsity min %.3f mean %.3f; %.0f s; "
-                                + "%s%n", c.label(), r.steps(), r.firstLoss(), r.lastLoss(), r.heldOutLoss(),
-                        r.medianStepMs(), r.medianFfnMs(), r.minSparsity(), r.meanSparsity(), r.seconds(), r.csv());
+                                + "median %.2f ms/step (%.3g TFLOP/s), FFN %.2f ms; activation sparsity min %.3f mean "
+                                + "%.3f; %.0f s; %s%n", c.label(), r.steps(), r.firstLoss(), r.lastLoss(),
+                        r.heldOutLoss(), r.medianStepMs(), c.flopsPerStep() / r.medianStepMs() / 1e9,
+                        r.medianFfnMs(), r.minSparsity(), r.meanSparsity(), r.seconds(), r.csv());
                 return r;
             }
         }

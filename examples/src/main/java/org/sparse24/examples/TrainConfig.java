@@ -99,6 +99,15 @@ public record TrainConfig(String device, String ffn, String denseFfn, int denseW
         return (long) batch * seq;
     }
 
+    /**
+     * Model FLOPs of one training step (forward + backward = 3 x forward): the matrix products, 6 x tokens x
+     * (weights of the blocks + the head), and causal attention, 6 x layers x tokens x seq x d (half of S x S).
+     */
+    double flopsPerStep() {
+        double weights = (double) layers * (4.0 * dModel * dModel + 2.0 * dModel * dFf) + (double) Corpus.VOCAB * dModel;
+        return 6.0 * tokens() * weights + 6.0 * layers * tokens() * seq * dModel;
+    }
+
     /** A short name of the run, e.g. "sparse, dense warm-up 300". */
     String label() {
         return sparse() ? "sparse" + (denseWarmup > 0 ? ", dense warm-up " + denseWarmup : "")

@@ -127,6 +127,18 @@ class GptTrainTest {
     }
 
     @Test
+    void defaultsAreTheGpuRun() {
+        TrainConfig c = TrainConfig.parse(new String[] {"--corpus", "x"});
+        assertEquals(List.of("cuda", 1024, 4096, 8, 16, 16, 1024, 1500), List.of(c.device(), c.dModel(), c.dFf(),
+                c.layers(), c.heads(), c.batch(), c.seq(), c.steps()));
+        // 6 x 16384 tokens x (8 x (4 d^2 + 2 d f) + 256 d) + causal attention 6 x 8 x 16384 x 1024 x 1024
+        assertEquals(10.746e12, c.flopsPerStep(), 0.001e12);
+        TrainConfig cpu = TrainConfig.parse(new String[] {"--corpus", "x", "--device", "cpu"});
+        assertEquals(List.of(32, 128, 2, 2, 4, 32), List.of(cpu.dModel(), cpu.dFf(), cpu.layers(), cpu.heads(),
+                cpu.batch(), cpu.seq()));
+    }
+
+    @Test
     void learningRateWarmsUpThenFollowsTheCosine() {
         TrainConfig c = TrainConfig.parse(new String[] {"--corpus", "x", "--steps", "110", "--lr", "1e-3",
                 "--lr-warmup", "10", "--min-lr-ratio", "0.1"});
