@@ -30,7 +30,8 @@ final class Sparse24Ffn implements Ffn {
         this.function = new SparseFfnFunction(ffn);
         this.denseWarmup = denseWarmup;
         this.sparse = options.sparseForward();
-        // Until SparseFfnOptions has a dense warm-up of its own, the warm-up is a second, dense layer.
+        // The warm-up is a second, dense layer until SparseFfnOptions.denseWarmupSteps is in: then GptTrain.ffn passes
+        // options.toBuilder().denseWarmupSteps(n).build() with denseWarmup 0, and sparseNext() asks ffn.isSparseNow().
         this.warmupFfn = denseWarmup > 0 ? new SparseFfn(context, dModel, dFf, dtype, SparseFfnOptions.dense()) : null;
         this.warmupFunction = warmupFfn == null ? null : new SparseFfnFunction(warmupFfn);
     }
