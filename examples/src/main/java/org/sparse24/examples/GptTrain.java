@@ -7,6 +7,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
+import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
@@ -162,9 +163,18 @@ public final class GptTrain {
         return new TorchFfn();
     }
 
+    /** AdamW with betas (0.9, 0.95), as GPT training usually has (LibTorch's default beta2 is 0.999). */
     private static AdamW adamW(TensorVector params, double lr, double weightDecay) {
         AdamWOptions options = new AdamWOptions(lr);
         options.weight_decay().put(weightDecay);
+        // betas is a std::tuple, whose memory order the C++ library decides: find beta2 by its default
+        DoublePointer betas = options.betas();
+        int beta2 = betas.get(0) == 0.999 ? 0 : betas.get(1) == 0.999 ? 1 : -1;
+        if (beta2 < 0 || betas.get(1 - beta2) != 0.9) {
+            throw new IllegalStateException("AdamWOptions.betas() holds " + betas.get(0) + ", " + betas.get(1)
+                    + ", not LibTorch's defaults 0.9 and 0.999");
+        }
+        betas.put(beta2, 0.95);
         return new AdamW(params, options);
     }
 
