@@ -8,14 +8,15 @@
 #   run.sh                  the entry point on the GPU host (copied from tests/gpu/run.sh)
 #   bundle.env              what run.sh needs to know (jar names, JUnit console arguments, ...)
 #   jre/                    a jlink-ed Java runtime with only the modules the jars use
-#   lib/                    sparse24-*.jar (classes + natives) and the runtime/test dependencies
+#   lib/                    sparse24-*.jar (classes, linux-x86_64 natives), sparse24-bench-*.jar and the
+#                           runtime/test dependencies
 #   test-classes/           the compiled tests (tests/java) and their resources
 #   junit/                  junit-platform-console-standalone-*.jar
 #   native/                 s24_native_check (the native self-check, runs first; run.sh takes its
 #                           libsparse24.so out of the jar)
 #
 # Environment:
-#   SKIP_BUILD=1            reuse target/ (the jar and target/test-classes) instead of running Maven
+#   SKIP_BUILD=1            reuse library/target and bench/target (jars, test-classes) instead of running Maven
 #   BUNDLE_JDK=/path        the JDK whose jlink makes jre/ (default: $JAVA_HOME if it is a JDK 17 with
 #                           jmods, else /usr/lib/jvm/*17*); Maven runs with it too
 #   MVN="mvn ..."           the Maven command (default: mvn -B -q -Dstyle.color=never)
@@ -73,16 +74,21 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     say "building: ${MVN_CMD[*]} -DskipTests ${EXTRA[*]} package"
     "${MVN_CMD[@]}" -DskipTests "${EXTRA[@]}" package || die "the Maven build failed"
 else
-    say "SKIP_BUILD=1: reusing target/"
+    say "SKIP_BUILD=1: reusing library/target and bench/target"
 fi
 
+# The jars of the reactor: sparse24 (classes), its linux-x86_64 natives jar (APP_JAR: run.sh takes
+# libsparse24.so out of it) and sparse24-bench.
+JARS=()
 APP_JAR=""
-for j in target/sparse24-*.jar; do
+for j in library/target/sparse24-*.jar bench/target/sparse24-bench-*.jar; do
     case "$j" in *-sources.jar|*-javadoc.jar|*-tests.jar|*-test-sources.jar) continue ;; esac
-    [[ -f "$j" ]] && APP_JAR="$j"
+    [[ -f "$j" ]] || continue
+    JARS+=("$j")
+    case "$j" in *-linux-x86_64.jar) APP_JAR="$j" ;; esac
 done
-[[ -n "$APP_JAR" ]] || die "no target/sparse24-*.jar (run without SKIP_BUILD=1, or fix the build)"
-[[ -d target/test-classes ]] || die "no target/test-classes (the tests were not compiled)"
+[[ -n "$APP_JAR" ]] || die "no library/target/sparse24-*-linux-x86_64.jar (run without SKIP_BUILD=1, or fix the build)"
+[[ -d library/target/test-classes ]] || die "no library/target/test-classes (the tests were not compiled)"
 
 # ---- the bundle folder ----------------------------------------------------------------------------------
 case "$OUT" in /|"$ROOT"|"$HOME") die "refusing to use $OUT as the bundle folder" ;; esac
@@ -90,15 +96,15 @@ rm -rf "$OUT"
 mkdir -p "$OUT"/{lib,junit,native}
 OUT="$(cd "$OUT" && pwd)"
 
-cp "$APP_JAR" "$OUT/lib/"
-cp -r target/test-classes "$OUT/test-classes"
-say "jar $(basename "$APP_JAR"), $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
+cp "${JARS[@]}" "$OUT/lib/"
+cp -r library/target/test-classes "$OUT/test-classes"
+say "jars $(for j in "${JARS[@]}"; do basename "$j"; done | paste -sd' ' -), $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
 
 # Dependencies (compile + runtime + test scope). JUnit's own jars come with the console launcher, so
 # they are dropped once their version has told which launcher to fetch.
 say "copying the dependencies"
 # The LibTorch interop's tests run in CI on the CPU, not in the GPU bundle: its preset (~110 MB of jars) stays out.
-"${MVN_CMD[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
+"${MVN_CMD[@]}" -pl library dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
     -DexcludeArtifactIds=pytorch,openblas,cuda \
     -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" || die "dependency:copy-dependencies failed"
 rm -rf "$OUT/test-classes/org/sparse24/torch"
@@ -123,7 +129,7 @@ fi
 rm -f "$OUT"/lib/junit-jupiter*.jar "$OUT"/lib/junit-platform-*.jar "$OUT"/lib/junit-vintage-*.jar \
       "$OUT"/lib/opentest4j-*.jar "$OUT"/lib/apiguardian-api-*.jar
 for j in "$OUT"/lib/*.jar; do
-    [[ "$j" == "$OUT/lib/$(basename "$APP_JAR")" ]] && continue
+    case "$(basename "$j")" in sparse24-*) continue ;; esac
     mb=$(( $(stat -c %s "$j") / 1048576 ))
     if (( mb > MAX_JAR_MB )); then
         say "WARNING: leaving out $(basename "$j") (${mb} MB > BUNDLE_MAX_JAR_MB=${MAX_JAR_MB}); tests needing it will fail"
