@@ -33,8 +33,9 @@ public final class GpuTestCondition implements ExecutionCondition {
             }
             reason = "no usable CUDA device: " + why;
         }
-        System.out.printf("sparse24: skipped %s (%d test methods): %s%n", name, testMethods(context.getTestClass()
-                .get()), reason);
+        long methods = testMethods(context.getTestClass().get());
+        System.out.printf("sparse24: skipped %s (%d test method%s): %s%n", name, methods, methods == 1 ? "" : "s",
+                reason);
         return ConditionEvaluationResult.disabled(reason);
     }
 
