@@ -113,8 +113,7 @@ public final class Demo {
                     }
                 }
                 case "--seed" -> seed = number(option, value, Long.MIN_VALUE, Long.MAX_VALUE, "an integer");
-                default -> throw new UsageException("unknown option '" + option
-                        + "' (options: --backend --device --tokens --d-model --d-ff --dtype --runs --shift --seed --help)");
+                default -> throw new UsageException("unknown option '" + option + "'");
             }
         }
         return true;
