@@ -160,7 +160,8 @@ def main():
         print(f"fetch-headers: {', '.join(headers)} from {url.rsplit('/', 1)[-1]} "
               f"({how}, of the {size / 1048576:.0f} MB wheel)")
         total += transferred
-    print(f"fetch-headers: {total / 1024:.0f} KB transferred in all")
+    if total:
+        print(f"fetch-headers: {total / 1024:.0f} KB transferred in all")
 
 
 if __name__ == "__main__":
