@@ -36,11 +36,11 @@ for d in "${DIRS[@]}"; do
     for t in "${HIDE[@]}"; do [[ -e "$d/$t" ]] && hit=1; done
     if (( hit )); then
         shadow="$OUT/bin/$(echo "$d" | tr '/' '_')"
-        mkdir -p "$shadow"
-        for f in "$d"/*; do
-            b="$(basename "$f")"
-            [[ " ${HIDE[*]} " == *" $b "* ]] || ln -s "$f" "$shadow/$b"
-        done
+        if [[ ! -d "$shadow" ]]; then
+            mkdir -p "$shadow"
+            find "$d/" -mindepth 1 -maxdepth 1 ! -name nvcc ! -name cmake ! -name ctest ! -name cpack \
+                -exec ln -s -t "$shadow" {} +
+        fi
         NEWPATH+=("$shadow")
     else
         NEWPATH+=("$d")
@@ -65,7 +65,7 @@ MVN=(mvn -B -q -Dstyle.color=never -f "$HERE/pom.xml" -Dmaven.repo.local="$OUT/m
 "${MVN[@]}" compile exec:java > "$OUT/run.log" 2>&1 || { cat "$OUT/run.log"; fail "the build or the run failed"; }
 cat "$OUT/run.log"
 grep -q "activation sparsity" "$OUT/run.log" || fail "the example printed no sparsity statistics"
-grep -qE "^(CPU backend|CUDA device)" "$OUT/run.log" || fail "the example printed no backend"
+grep -qE "(CPU backend|CUDA device) " "$OUT/run.log" || fail "the example printed no backend"
 
 # 5. sparse24 came from the release folder.
 for a in sparse24 sparse24-platform; do
