@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Builds the native library into cppbuild/<platform>/{include,lib,bin}.
-#  1. fetches the cuSPARSELt, cuBLAS and cuSPARSE headers from NVIDIA's pip wheels (cached under
-#     ${SPARSE24_CACHE:-~/.cache/sparse24}; only the headers are extracted: the libraries are opened at
-#     run time, never linked),
-#  2. configures and builds src-native with CMake + nvcc (sm_80 and sm_90a).
+#  CUDA build (default where nvcc is on the PATH):
+#   1. the headers the CUDA toolkit lacks (always cusparseLt.h; cublasLt.h, cublas_api.h, cusparse.h where
+#      the toolkit has no cuBLAS / cuSPARSE headers) are read out of NVIDIA's pip wheels by fetch-headers.py
+#      with range requests (~200 KB, not the wheels' ~700 MB) and cached in
+#      ${SPARSE24_CACHE:-~/.cache/sparse24}/nvidia-include; the libraries are opened at run time, never linked,
+#   2. CMake + nvcc build src-native: sm_80 and sm_90a machine code, compute_90 PTX.
+#  CPU-only build (no nvcc on the PATH, or SPARSE24_CUDA=false, which `mvn -Dsparse24.cuda=false` sets):
+#   CMake + g++ build the C API and the CPU backend; the CUDA backend reports itself unavailable.
 # Usage: ./cppbuild.sh [platform]   (only linux-x86_64 is supported)
 # SPARSE24_CMAKE_ARGS adds CMake options, e.g. -DS24_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a
 # (one GPU target: a faster build while developing).
@@ -15,40 +19,52 @@ if [[ "$PLATFORM" != linux-x86_64 ]]; then
 fi
 CACHE="${SPARSE24_CACHE:-$HOME/.cache/sparse24}"
 HEADERS="$CACHE/nvidia-include"
-WHEELS=(nvidia-cusparselt-cu13==0.8.1 nvidia-cublas==13.1.1.3 nvidia-cusparse==12.6.3.3)
+# wheel==version:headers (the versions the library is built and tested against)
+CUSPARSELT_WHEEL="nvidia-cusparselt-cu13==0.8.1:cusparseLt.h"
+CUBLAS_WHEEL="nvidia-cublas==13.1.1.3:cublasLt.h,cublas_api.h"
+CUSPARSE_WHEEL="nvidia-cusparse==12.6.3.3:cusparse.h"
+
+# The toolkit's include folder: next to nvcc's real location, or $CUDA_HOME / /usr/local/cuda.
+toolkit_include() {
+    local nvcc dir
+    nvcc="$(command -v nvcc)"
+    # nvcc may be a wrapper script (exec /path/bin/nvcc "$@"): follow it
+    dir="$(sed -n 's|^exec \(/[^ ]*\)/bin/nvcc .*|\1|p' "$nvcc" 2>/dev/null | head -n1)"
+    for d in "$dir" "$(dirname "$(dirname "$(readlink -f "$nvcc")")")" "${CUDA_HOME:-}" /usr/local/cuda; do
+        [[ -n "$d" && -f "$d/include/cuda_runtime.h" ]] && { echo "$d/include"; return; }
+    done
+}
 
 fetch_headers() {
     [[ -f "$HEADERS/.complete" ]] && return 0
-    command -v python3 >/dev/null || { echo "cppbuild.sh: python3 (with pip) is needed to fetch NVIDIA's wheels" >&2; exit 1; }
-    mkdir -p "$CACHE/wheels" "$HEADERS"
-    echo "cppbuild.sh: fetching ${WHEELS[*]} into $CACHE/wheels"
-    python3 -m pip download --quiet --retries 1 --timeout 20 --no-deps --only-binary=:all: --platform manylinux_2_27_x86_64 \
-        --platform manylinux2014_x86_64 --python-version 3.11 -d "$CACHE/wheels" "${WHEELS[@]}"
-    for whl in "$CACHE"/wheels/nvidia_*.whl; do
-        python3 - "$whl" "$HEADERS" <<'PY'
-import sys, zipfile, os
-whl, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(whl) as z:
-    for name in z.namelist():
-        if "/include/" in name and name.endswith(".h"):
-            target = os.path.join(out, os.path.basename(name))
-            with z.open(name) as src, open(target, "wb") as dst:
-                dst.write(src.read())
-PY
-    done
-    for h in cusparseLt.h cublasLt.h cusparse.h; do
-        [[ -f "$HEADERS/$h" ]] || { echo "cppbuild.sh: $h missing from the wheels" >&2; exit 1; }
-    done
+    local include wheels=("$CUSPARSELT_WHEEL")
+    include="$(toolkit_include)"
+    [[ -n "$include" && -f "$include/cublasLt.h" && -f "$include/cublas_api.h" ]] || wheels+=("$CUBLAS_WHEEL")
+    [[ -n "$include" && -f "$include/cusparse.h" ]] || wheels+=("$CUSPARSE_WHEEL")
+    command -v python3 >/dev/null || { echo "cppbuild.sh: python3 is needed to fetch NVIDIA's headers" >&2; exit 1; }
+    echo "cppbuild.sh: fetching headers into $HEADERS (first build only)"
+    rm -rf "$HEADERS"
+    python3 fetch-headers.py "$HEADERS" "${wheels[@]}"
     touch "$HEADERS/.complete"
 }
 
-command -v nvcc >/dev/null || { echo "cppbuild.sh: nvcc (CUDA 13 toolkit) is not on the PATH" >&2; exit 1; }
-fetch_headers
 OUT="$PWD/cppbuild/$PLATFORM"
 mkdir -p "$OUT"
+CUDA_ARGS=()
+case "${SPARSE24_CUDA:-auto}" in
+    false|off|OFF|0) WHY="CUDA is off (sparse24.cuda=false)" ;;
+    *) if command -v nvcc >/dev/null; then WHY=""; else WHY="nvcc is not on the PATH"; fi ;;
+esac
+if [[ -z "$WHY" ]]; then
+    fetch_headers
+    CUDA_ARGS=(-DS24_CUDA=ON -DS24_NVIDIA_INCLUDE="$HEADERS" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
+else
+    echo "cppbuild.sh: $WHY: building the CPU backend only (the CUDA backend will report itself unavailable)"
+    CUDA_ARGS=(-DS24_CUDA=OFF)
+fi
 cmake -S src-native -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$OUT" \
-      -DS24_NVIDIA_INCLUDE="$HEADERS" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" ${SPARSE24_CMAKE_ARGS:-} > "$OUT/cmake.log" 2>&1 \
+      "${CUDA_ARGS[@]}" ${SPARSE24_CMAKE_ARGS:-} > "$OUT/cmake.log" 2>&1 \
     || { cat "$OUT/cmake.log" >&2; exit 1; }
 cmake --build "$OUT/build" -j 2
 cmake --install "$OUT/build" > /dev/null
-echo "cppbuild.sh: built $OUT/lib/libsparse24.so"
+echo "cppbuild.sh: built $OUT/lib/libsparse24.so ($([[ -z "$WHY" ]] && echo "CPU and CUDA backends" || echo "CPU backend only"))"

@@ -109,6 +109,9 @@ typedef struct s24_context_info {
     char device_name[128];
     char cusparselt_path[256];     /* the library file that was loaded, "" on CPU                     */
     char cublaslt_path[256];
+    char fallback_reason[512];     /* AUTO on the CPU: why CUDA is not used (e.g. "no NVIDIA driver
+                                      (libcuda.so.1 not found: ...)", "cuSPARSELt ... not found;
+                                      searched: ..."); "" otherwise                                     */
 } s24_context_info;
 
 /* device: CUDA device ordinal (ignored for CPU). With AUTO, a missing GPU or missing libraries

@@ -4,6 +4,7 @@
 #include "shared.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -153,6 +154,7 @@ s24_status s24_context_create(s24_backend backend, int32_t device, s24_context**
                 if (e.status() != S24_ERROR_BACKEND_UNAVAILABLE && e.status() != S24_ERROR_LIBRARY_NOT_FOUND) throw;
                 ctx->backend = create_cpu_backend();
                 ctx->kind = S24_BACKEND_CPU;
+                ctx->fallback_reason = e.what();
             }
         }
         *out = ctx.release();
@@ -172,6 +174,7 @@ s24_status s24_context_get_info(const s24_context* ctx, s24_context_info* info) 
         std::memset(info, 0, sizeof(*info));
         ctx->backend->info(info);
         info->backend = ctx->kind;
+        std::snprintf(info->fallback_reason, sizeof(info->fallback_reason), "%s", ctx->fallback_reason.c_str());
     });
 }
 

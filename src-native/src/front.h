@@ -16,6 +16,7 @@ struct s24_context {
     std::unique_ptr<s24::Backend> backend;
     s24_backend kind;
     bool algorithm_search = false;  // s24_context_set_algorithm_search, for s24_spmm
+    std::string fallback_reason;    // AUTO on the CPU: why CUDA was not used
 };
 
 struct s24_event {

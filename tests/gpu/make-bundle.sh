@@ -10,8 +10,8 @@
 #   torch-assemble.sh       puts the LibTorch parts back together on the host (see below)
 #   bundle.env              what run.sh needs to know (jar names, GPU test classes, ...)
 #   jre/                    a jlink-ed Java runtime with only the modules the jars use
-#   lib/                    the sparse24 jars (classes + natives) and the runtime/test dependencies,
-#                           without the LibTorch preset's jars (those come as parts)
+#   lib/                    sparse24-*.jar (classes, linux-x86_64 natives), sparse24-bench-*.jar and the
+#                           runtime/test dependencies, without the LibTorch preset's jars (those come as parts)
 #   test-classes/           the compiled tests (tests/java) and their resources
 #   junit/                  junit-platform-console-standalone-*.jar
 #   native/                 s24_native_check (the native self-check, runs first; run.sh takes its
@@ -25,7 +25,7 @@
 # torch-assemble.sh. The jars are found by globbing target/ and */target/ (one module or several).
 #
 # Environment:
-#   SKIP_BUILD=1            reuse target/ (the jar and target/test-classes) instead of running Maven
+#   SKIP_BUILD=1            reuse library/target and bench/target (jars, test-classes) instead of running Maven
 #   BUNDLE_JDK=/path        the JDK whose jlink makes jre/ (default: $JAVA_HOME if it is a JDK 17 with
 #                           jmods, else /usr/lib/jvm/*17*); Maven runs with it too
 #   MVN="mvn ..."           the Maven command (default: mvn -B -q -Dstyle.color=never)
@@ -85,24 +85,21 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     say "building: ${MVN_CMD[*]} -DskipTests ${EXTRA[*]} package"
     "${MVN_CMD[@]}" -DskipTests "${EXTRA[@]}" package || die "the Maven build failed"
 else
-    say "SKIP_BUILD=1: reusing target/"
+    say "SKIP_BUILD=1: reusing library/target and bench/target"
 fi
 
-# The library's jars (its classes, and its natives if they are a jar of their own) and the benchmark's, from
-# target/ of the root or of any module; the examples' jar goes to examples/.
-APP_JARS=()
-shopt -s nullglob
-for j in target/sparse24-*.jar */target/sparse24-*.jar; do
-    case "$(basename "$j")" in
-        *-sources.jar|*-javadoc.jar|*-tests.jar|*-test-sources.jar|sparse24-examples-*) continue ;;
-    esac
-    APP_JARS+=("$j")
+# The jars of the reactor: sparse24 (classes), its linux-x86_64 natives jar (APP_JAR: run.sh takes
+# libsparse24.so out of it) and sparse24-bench.
+JARS=()
+APP_JAR=""
+for j in library/target/sparse24-*.jar bench/target/sparse24-bench-*.jar; do
+    case "$j" in *-sources.jar|*-javadoc.jar|*-tests.jar|*-test-sources.jar) continue ;; esac
+    [[ -f "$j" ]] || continue
+    JARS+=("$j")
+    case "$j" in *-linux-x86_64.jar) APP_JAR="$j" ;; esac
 done
-TEST_CLASSES=(target/test-classes */target/test-classes)
-EXAMPLES_JARS=(examples/target/sparse24-examples-*.jar)
-shopt -u nullglob
-(( ${#APP_JARS[@]} > 0 )) || die "no target/sparse24-*.jar (run without SKIP_BUILD=1, or fix the build)"
-(( ${#TEST_CLASSES[@]} > 0 )) || die "no target/test-classes (the tests were not compiled)"
+[[ -n "$APP_JAR" ]] || die "no library/target/sparse24-*-linux-x86_64.jar (run without SKIP_BUILD=1, or fix the build)"
+[[ -d library/target/test-classes ]] || die "no library/target/test-classes (the tests were not compiled)"
 
 # ---- the bundle folder ----------------------------------------------------------------------------------
 case "$OUT" in /|"$ROOT"|"$HOME") die "refusing to use $OUT as the bundle folder" ;; esac
@@ -110,13 +107,13 @@ rm -rf "$OUT"
 mkdir -p "$OUT"/{lib,junit,native,test-classes}
 OUT="$(cd "$OUT" && pwd)"
 
-cp "${APP_JARS[@]}" "$OUT/lib/"
-for t in "${TEST_CLASSES[@]}"; do cp -r "$t/." "$OUT/test-classes/"; done
-APP_JAR="$(basename "${APP_JARS[0]}")"
-say "jars: $(cd "$OUT/lib" && ls | paste -sd' ' -); $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
+cp "${JARS[@]}" "$OUT/lib/"
+cp -r library/target/test-classes/. "$OUT/test-classes/"
+say "jars $(for j in "${JARS[@]}"; do basename "$j"; done | paste -sd' ' -), $(find "$OUT/test-classes" -name '*.class' | wc -l) test class files"
+APP_JAR="$(basename "$APP_JAR")"
 
 # The classes that hold @Tag("gpu") tests (run.sh fails a class that ran none), from the test sources.
-GPU_TEST_CLASSES="$( { grep -rl --include='*.java' '@Tag("gpu")' . 2>/dev/null || true; } | { grep -v '/target/' || true; } \
+GPU_TEST_CLASSES="$( { grep -rl --include='*.java' '@Tag("gpu")' tests/java 2>/dev/null || true; } \
     | while read -r f; do
         pkg="$(sed -n 's/^package \([a-zA-Z0-9_.]*\);.*/\1/p' "$f" | head -n1)"
         c="$(basename "$f" .java)"
@@ -128,8 +125,8 @@ say "GPU test classes: $GPU_TEST_CLASSES"
 # they are dropped once their version has told which launcher to fetch.
 say "copying the dependencies"
 # The LibTorch preset's jars stay out: its CPU natives are of no use there, its CUDA build comes as parts.
-"${MVN_CMD[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
-    -DexcludeArtifactIds=pytorch,openblas,cuda -DexcludeGroupIds=org.sparse24 \
+"${MVN_CMD[@]}" -pl library dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$OUT/lib" \
+    -DexcludeArtifactIds=pytorch,openblas,cuda \
     -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" || die "dependency:copy-dependencies failed"
 JUNIT_PLATFORM_VERSION="${JUNIT_PLATFORM_VERSION:-}"
 if [[ -z "$JUNIT_PLATFORM_VERSION" ]]; then
@@ -172,12 +169,8 @@ if [[ "${JUNIT_PLATFORM_VERSION%%.*}" != 1 ]] || (( JUNIT_MINOR >= 10 )); then J
 # ---- the native self-check ------------------------------------------------------------------------------
 # Only the program: run.sh takes libsparse24.so out of the jar (with the runtime's `jar` tool), so the
 # library's several megabytes of GPU code are carried once.
-NATIVE_LIB_IN_JAR=""
-for j in "${APP_JARS[@]}"; do
-    NATIVE_LIB_IN_JAR="$("$JDK/bin/jar" tf "$j" | grep -E '(^|/)linux-x86_64/libsparse24\.so[.0-9]*$' | head -n1 || true)"
-    if [[ -n "$NATIVE_LIB_IN_JAR" ]]; then APP_JAR="$(basename "$j")"; break; fi
-done
-[[ -n "$NATIVE_LIB_IN_JAR" ]] || say "WARNING: no sparse24 jar holds linux-x86_64/libsparse24.so"
+NATIVE_LIB_IN_JAR="$("$JDK/bin/jar" tf "$OUT/lib/$APP_JAR" | grep -E '(^|/)linux-x86_64/libsparse24\.so[.0-9]*$' | head -n1 || true)"
+[[ -n "$NATIVE_LIB_IN_JAR" ]] || say "WARNING: $APP_JAR holds no linux-x86_64/libsparse24.so"
 if [[ -x "$NATIVE/bin/s24_native_check" ]]; then
     cp "$NATIVE/bin/s24_native_check" "$OUT/native/"
     say "native self-check from $NATIVE/bin, its library from the jar ($NATIVE_LIB_IN_JAR)"
@@ -200,6 +193,9 @@ say "benchmark class $BENCH_CLASS: $([[ $BENCH_PRESENT == 1 ]] && echo present |
 # ---- the training example (another module; run.sh's train step) -----------------------------------------
 TRAIN_CLASS=org.sparse24.examples.GptTrain
 EXAMPLES_PRESENT=0
+shopt -s nullglob
+EXAMPLES_JARS=(examples/target/sparse24-examples-*.jar)
+shopt -u nullglob
 if (( ${#EXAMPLES_JARS[@]} > 0 )); then
     mkdir -p "$OUT/examples/lib"
     cp "${EXAMPLES_JARS[@]}" "$OUT/examples/"

@@ -14,10 +14,13 @@ package org.sparse24;
  * @param cpuThreads         threads the CPU backend uses
  * @param cusparseltPath     the cuSPARSELt library file loaded, "" on CPU
  * @param cublasltPath       the cuBLASLt library file loaded, "" on CPU
+ * @param fallbackReason     when {@link Backend#AUTO} chose the CPU: why CUDA was not used, e.g.
+ *                           "no NVIDIA driver (libcuda.so.1 not found: ...)" or
+ *                           "cuSPARSELt (libcusparseLt.so.0) not found; searched: ..."; "" otherwise
  */
 public record ContextInfo(Backend backend, int device, String deviceName, int computeCapability,
                           int multiprocessors, boolean directLayout, int cusparseltVersion, int cublasltVersion,
-                          int cpuThreads, String cusparseltPath, String cublasltPath) {
+                          int cpuThreads, String cusparseltPath, String cublasltPath, String fallbackReason) {
 
     @Override
     public String toString() {

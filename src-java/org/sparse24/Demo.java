@@ -11,13 +11,35 @@ import java.util.SplittableRandom;
  *
  * <pre>
  * java org.sparse24.Demo [--backend auto|cpu|cuda] [--device N] [--tokens T] [--d-model d] [--d-ff f]
- *                        [--dtype bf16|fp16|fp32] [--runs N] [--shift s] [--seed n]
+ *                        [--dtype bf16|fp16|fp32] [--runs N] [--shift s] [--seed n] [--help]
  * </pre>
  * Defaults: CPU T=256 d=256 f=1024, CUDA T=16384 d=4096 f=16384, BF16. Inputs are random with a constant input
  * feature whose weight shifts H by {@code -shift} (default 1.28), so about 90% of the activations are zero, as
- * in trained Squared-ReLU models (the paper reports 84-98%).
+ * in trained Squared-ReLU models (the paper reports 84-98%). A bad option prints one line naming it and exits
+ * with status 2; a failure while running prints one line and exits with status 1.
  */
 public final class Demo {
+    private static final String USAGE = String.join(System.lineSeparator(),
+            "usage: java org.sparse24.Demo [options]   (or: mvn -q process-classes exec:java -Dexec.args=\"...\")",
+            "Runs one sparse FFN forward + backward and the dense FFN, and compares them.",
+            "  --backend auto|cpu|cuda   backend (default auto: CUDA if usable, else the CPU reference)",
+            "  --device N                CUDA device ordinal, N >= 0 (default 0)",
+            "  --tokens T                tokens, T >= 1 (default: CUDA 16384, CPU 256)",
+            "  --d-model d               model width, d >= 1 (default: CUDA 4096, CPU 256)",
+            "  --d-ff f                  FFN width, a multiple of 4 (default: CUDA 16384, CPU 1024)",
+            "  --dtype bf16|fp16|fp32    element type (default bf16; fp32 on the CPU backend only)",
+            "  --runs N                  timed runs after one warm-up, N >= 1 (default: CUDA 20, CPU 5)",
+            "  --shift s                 activation shift, s >= 0 (default 1.28: about 90% zeros)",
+            "  --seed n                  random seed (default 24)",
+            "  --help                    this text");
+
+    /** A bad command line: printed as one line, exit status 2. */
+    private static final class UsageException extends RuntimeException {
+        UsageException(String message) {
+            super(message);
+        }
+    }
+
     private Backend backend = Backend.AUTO;
     private int device;
     private long tokens;
@@ -31,34 +53,91 @@ public final class Demo {
     private Demo() {
     }
 
-    /** Runs the demo; see the class comment for the options. */
+    /**
+     * Runs the demo; see the class comment for the options. Exits with status 2 on a bad option and 1 on a
+     * failure, printing one line.
+     */
     public static void main(String[] args) {
         Locale.setDefault(Locale.ROOT);
         Demo demo = new Demo();
-        demo.parse(args);
-        demo.run();
+        try {
+            if (!demo.parse(args)) {
+                System.out.println(USAGE);
+                return;
+            }
+        } catch (UsageException e) {
+            System.err.println("demo: " + e.getMessage() + " (--help lists the options)");
+            System.exit(2);
+        }
+        try {
+            demo.run();
+        } catch (RuntimeException e) {
+            System.err.println("demo: " + e.getClass().getSimpleName() + ": " + e.getMessage());
+            System.exit(1);
+        }
     }
 
-    private void parse(String[] args) {
+    /** Reads the options; false when --help was asked for. */
+    private boolean parse(String[] args) {
         for (int i = 0; i < args.length; i++) {
-            String value = i + 1 < args.length ? args[i + 1] : null;
-            if (value == null) {
-                throw new IllegalArgumentException("missing value after " + args[i]);
+            String option = args[i];
+            if (option.equals("--help") || option.equals("-h")) {
+                return false;
             }
-            switch (args[i++]) {
-                case "--backend" -> backend = Backend.valueOf(value.toUpperCase(Locale.ROOT));
-                case "--device" -> device = Integer.parseInt(value);
-                case "--tokens" -> tokens = Long.parseLong(value);
-                case "--d-model" -> dModel = Long.parseLong(value);
-                case "--d-ff" -> dFf = Long.parseLong(value);
-                case "--dtype" -> dtype = DType.valueOf(value.toUpperCase(Locale.ROOT));
-                case "--runs" -> runs = Integer.parseInt(value);
-                case "--shift" -> shift = Double.parseDouble(value);
-                case "--seed" -> seed = Long.parseLong(value);
-                default -> throw new IllegalArgumentException("unknown option " + args[i - 1]
-                        + " (options: --backend --device --tokens --d-model --d-ff --dtype --runs --shift --seed)");
+            if (i + 1 >= args.length) {
+                throw new UsageException(option.startsWith("--") ? "missing value after " + option
+                        : "unexpected argument '" + option + "'");
+            }
+            String value = args[++i];
+            switch (option) {
+                case "--backend" -> backend = choice(option, value, Backend.class, "auto|cpu|cuda");
+                case "--device" -> device = (int) number(option, value, 0, Integer.MAX_VALUE, "a CUDA device ordinal >= 0");
+                case "--tokens" -> tokens = number(option, value, 1, Integer.MAX_VALUE, "an integer >= 1");
+                case "--d-model" -> dModel = number(option, value, 1, Integer.MAX_VALUE, "an integer >= 1");
+                case "--d-ff" -> {
+                    dFf = number(option, value, 4, Integer.MAX_VALUE, "a multiple of 4, >= 4");
+                    if (dFf % 4 != 0) {
+                        throw new UsageException("--d-ff: expected a multiple of 4, >= 4, got " + value);
+                    }
+                }
+                case "--dtype" -> dtype = choice(option, value, DType.class, "bf16|fp16|fp32");
+                case "--runs" -> runs = (int) number(option, value, 1, 100_000, "an integer from 1 to 100000");
+                case "--shift" -> {
+                    try {
+                        shift = Double.parseDouble(value);
+                    } catch (NumberFormatException e) {
+                        shift = Double.NaN;
+                    }
+                    if (!(shift >= 0) || Double.isInfinite(shift)) {
+                        throw new UsageException("--shift: expected a finite number >= 0, got '" + value + "'");
+                    }
+                }
+                case "--seed" -> seed = number(option, value, Long.MIN_VALUE, Long.MAX_VALUE, "an integer");
+                default -> throw new UsageException("unknown option '" + option + "'");
             }
         }
+        return true;
+    }
+
+    private static long number(String option, String value, long min, long max, String expected) {
+        try {
+            long v = Long.parseLong(value);
+            if (v >= min && v <= max) {
+                return v;
+            }
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new UsageException(option + ": expected " + expected + ", got '" + value + "'");
+    }
+
+    private static <E extends Enum<E>> E choice(String option, String value, Class<E> type, String valid) {
+        for (String name : valid.split("\\|")) {
+            if (name.equalsIgnoreCase(value)) {
+                return Enum.valueOf(type, name.toUpperCase(Locale.ROOT));
+            }
+        }
+        throw new UsageException(option + ": expected one of " + valid.replace("|", ", ") + ", got '" + value + "'");
     }
 
     private void run() {
@@ -69,6 +148,9 @@ public final class Demo {
             dFf = dFf > 0 ? dFf : cuda ? 16384 : 1024;
             runs = runs > 0 ? runs : cuda ? 20 : 5;
             System.out.println("sparse24 " + Sparse24.version() + " on " + ctx.info());
+            if (!ctx.info().fallbackReason().isEmpty()) {
+                System.out.println("AUTO chose the CPU backend: " + ctx.info().fallbackReason());
+            }
             System.out.printf("FFN: T=%d tokens, d=%d, f=%d, %s; X [T, d], W1 [f, d], W2 [d, f]%n", tokens, dModel,
                     dFf, dtype);
 
@@ -87,16 +169,20 @@ public final class Demo {
                 double[] sparseMs = time(sparse, x, w1, w2, dz);
                 double[] denseMs = time(dense, x, w1, w2, dz);
                 System.out.printf("timings (median of %d runs after a warm-up):%n", runs);
-                System.out.printf("  forward   sparse %9.3f ms   dense %9.3f ms   speedup %.2fx%n", sparseMs[0],
-                        denseMs[0], denseMs[0] / sparseMs[0]);
-                System.out.printf("  backward  sparse %9.3f ms   dense %9.3f ms   speedup %.2fx%n", sparseMs[1],
-                        denseMs[1], denseMs[1] / sparseMs[1]);
-                double sparseTotal = sparseMs[0] + sparseMs[1];
-                double denseTotal = denseMs[0] + denseMs[1];
-                System.out.printf("  total     sparse %9.3f ms   dense %9.3f ms   speedup %.2fx%n", sparseTotal,
-                        denseTotal, denseTotal / sparseTotal);
+                timing("forward ", sparseMs[0], denseMs[0], cuda);
+                timing("backward", sparseMs[1], denseMs[1], cuda);
+                timing("total   ", sparseMs[0] + sparseMs[1], denseMs[0] + denseMs[1], cuda);
+                if (!cuda) {
+                    System.out.println("The CPU backend is the reference implementation (no sparse GEMMs): its"
+                            + " timings are no speedup measurement; speedups need the CUDA backend.");
+                }
             }
         }
+    }
+
+    private static void timing(String what, double sparseMs, double denseMs, boolean cuda) {
+        System.out.printf("  %s  sparse %9.3f ms   dense %9.3f ms   %s%n", what, sparseMs, denseMs,
+                cuda ? String.format("speedup %.2fx", denseMs / sparseMs) : "(CPU reference)");
     }
 
     /** One forward + backward of each; prints the statistics and the differences of the sparse results. */

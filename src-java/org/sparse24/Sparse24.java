@@ -39,7 +39,8 @@ public final class Sparse24 implements AutoCloseable {
             info = new ContextInfo(Backend.of(raw.backend()), raw.device(), Native.string(raw.device_name()),
                     raw.compute_capability(), raw.multiprocessors(), raw.direct_layout() != 0,
                     raw.cusparselt_version(), raw.cublaslt_version(), raw.cpu_threads(),
-                    Native.string(raw.cusparselt_path()), Native.string(raw.cublaslt_path()));
+                    Native.string(raw.cusparselt_path()), Native.string(raw.cublaslt_path()),
+                    Native.string(raw.fallback_reason()));
         } catch (RuntimeException e) {
             sparse24.s24_context_destroy(handle);
             throw e;

@@ -615,6 +615,9 @@ const char* layout_probe_report(const Backend* backend) {
 
 }  // namespace cuda
 
-std::unique_ptr<Backend> create_cuda_backend(int device) { return std::make_unique<cuda::CudaBackend>(device); }
+std::unique_ptr<Backend> create_cuda_backend(int device) {
+    cuda::require_driver();
+    return std::make_unique<cuda::CudaBackend>(device);
+}
 
 }  // namespace s24

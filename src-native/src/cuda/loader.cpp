@@ -222,6 +222,19 @@ const Api& load_once(const LibrarySpec& spec, Resolve resolve, Check check) {
 
 }  // namespace
 
+void require_driver() {
+    static std::once_flag once;
+    static std::string missing;  // "" when the driver loaded (it then stays loaded, as the runtime uses it)
+    std::call_once(once, [] {
+        (void)::dlerror();
+        if (::dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+            const char* e = ::dlerror();
+            missing = e != nullptr ? e : "dlopen failed";
+        }
+    });
+    if (!missing.empty()) fail(S24_ERROR_BACKEND_UNAVAILABLE, "no NVIDIA driver (libcuda.so.1 not found: " + missing + ")");
+}
+
 const CusparseLtApi& cusparselt_api() {
     static const LibrarySpec spec{"cuSPARSELt", "libcusparseLt.so.0", "SPARSE24_CUSPARSELT_PATH"};
     return load_once<CusparseLtApi>(spec, resolve_cusparselt, check_cusparselt);

@@ -82,5 +82,9 @@ struct CublasLtApi {
 const CusparseLtApi& cusparselt_api();
 const CublasLtApi& cublaslt_api();
 
+// Throws BACKEND_UNAVAILABLE "no NVIDIA driver (libcuda.so.1 not found: ...)" when the driver library
+// cannot be loaded (the CUDA runtime would only say "driver version is insufficient").
+void require_driver();
+
 }  // namespace cuda
 }  // namespace s24
