@@ -64,7 +64,6 @@ public final class GptTrain {
     public static Result train(TrainConfig c) throws IOException {
         long t0 = System.nanoTime();
         Corpus corpus = Corpus.load(c.corpus(), c.seed());
-        torch.manual_seed(c.seed());
         DType dtype = c.cuda() ? DType.BF16 : DType.FP32;
         ScalarType compute = TorchTensors.scalarType(dtype);
         TrainConfig.Dist dist = c.dist();
@@ -79,7 +78,7 @@ public final class GptTrain {
             Device device = TorchTensors.device(ctx);
             SparseFfnOptions sparse = SparseFfnOptions.builder().seed(c.seed()).build();
             Path csvPath = lead ? c.csv() : Path.of(c.csv() + ".rank" + dist.rank());
-            try (Gpt model = new Gpt(c, device, compute, layer -> ffn(c, ctx, dtype, sparse), ctx);
+            try (Gpt model = newModel(c, device, compute, ctx, dtype, sparse);
                  Event stepStart = Event.create(ctx); Event stepEnd = Event.create(ctx);
                  StepCsv csv = new StepCsv(csvPath, c.layers());
                  GradientBuckets ddp = group == null ? null : new GradientBuckets(group, model.parametersInOrder(),
@@ -166,7 +165,7 @@ public final class GptTrain {
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 double[] sp = sparsity(lastStats);
                 Result r = new Result(c.steps(), first, last, lastHeldOut, median(stepMs), median(ffnMs), sp[0],
-                        sp[1], seconds, c.csv());
+                        sp[1], seconds, csvPath);
                 System.out.printf(Locale.ROOT, "GptTrain done%s: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
                                 + "median %.2f ms/step (%.3g TFLOP/s), FFN %.2f ms; activation sparsity min %.3f mean "
                                 + "%.3f; %.0f s; %s%n", dist.enabled() ? " (rank " + dist.rank() + " of " + dist.world() + ")" : "",
@@ -194,6 +193,16 @@ public final class GptTrain {
             group.allreduce(new TensorVector(t))._wait();
             return t.div_(new Scalar((double) group.getSize()));
         }
+    }
+
+    /**
+     * The model, its weights drawn from LibTorch's global generator seeded with the run's seed; atomically, so that
+     * ranks run as threads of one JVM (the CPU test) draw the same weights.
+     */
+    private static synchronized Gpt newModel(TrainConfig c, Device device, ScalarType compute, Sparse24 ctx,
+                                             DType dtype, SparseFfnOptions sparse) {
+        torch.manual_seed(c.seed());
+        return new Gpt(c, device, compute, layer -> ffn(c, ctx, dtype, sparse), ctx);
     }
 
     /** Layer i's FFN: LibTorch's dense ops, or sparse24 (2:4 with or without a dense warm-up, or dense). */

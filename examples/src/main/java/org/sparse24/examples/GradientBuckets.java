@@ -41,6 +41,8 @@ final class GradientBuckets implements AutoCloseable {
     private final boolean[] ready;
     private final List<VoidTensorHook> hooks = new ArrayList<>(); // kept alive while registered
     private final int[] hookHandles;
+    private int launchedInBackward; // buckets the hooks launched since the last finish()
+    private int lastLaunchedInBackward;
 
     private static final class Bucket {
         final int[] members;
@@ -71,7 +73,7 @@ final class GradientBuckets implements AutoCloseable {
         long[] numels = new long[n];
         for (int i = 0; i < n; i++) {
             Tensor p = params.get(i);
-            if (p.scalar_type() != ScalarType.Float || !p.requires_grad()) {
+            if (p.scalar_type().value != ScalarType.Float.value || !p.requires_grad()) {
                 throw new IllegalArgumentException("parameter " + i + " must be an fp32 tensor requiring grad, got "
                         + p.scalar_type() + (p.requires_grad() ? "" : " without requires_grad"));
             }
@@ -149,6 +151,7 @@ final class GradientBuckets implements AutoCloseable {
             ready[i] = true;
             if (++b.arrived == b.members.length) {
                 launch(b);
+                launchedInBackward++;
             }
         }
     }
@@ -199,7 +202,14 @@ final class GradientBuckets implements AutoCloseable {
                 b.arrived = 0;
                 b.work = null;
             }
+            lastLaunchedInBackward = launchedInBackward;
+            launchedInBackward = 0;
         }
+    }
+
+    /** How many buckets the last step all-reduced from inside its backward (overlapped). */
+    int overlappedBuckets() {
+        return lastLaunchedInBackward;
     }
 
     @Override
