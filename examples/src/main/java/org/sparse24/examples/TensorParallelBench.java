@@ -34,7 +34,8 @@ import org.sparse24.torch.TorchTensors;
  *       (split on), tensor-parallel dense (LibTorch's own ops on the shard), and on rank 0 alone (the others wait)
  *       the one-GPU sparse24 2:4 and one-GPU dense FFN. Rank 0 prints a markdown table.</li>
  * </ol>
- * Options: {@code --tokens 16384 --d-model 4096 --d-ff 16384 --warmup 5 --iters 20 --seed 1}; rank, world size and
+ * {@code --device cpu} runs the same on sparse24's CPU backend (FP32) over Gloo: a smoke test of this program
+ * without GPUs (use small sizes). Options: {@code --tokens 16384 --d-model 4096 --d-ff 16384 --warmup 5 --iters 20 --seed 1}; rank, world size and
  * rendezvous file from {@code --rank --world-size --store} or {@code $RANK $WORLD_SIZE $S24_STORE}.
  */
 public final class TensorParallelBench {
@@ -58,18 +59,24 @@ public final class TensorParallelBench {
         if (store == null) {
             throw new IllegalArgumentException("--store FILE (or $S24_STORE) is required");
         }
+        boolean cudaRun = !a.getOrDefault("device", "cuda").equals("cpu");
+        DType dtype = cudaRun ? DType.BF16 : DType.FP32;
+        double tolerance = cudaRun ? 3e-2 : 1e-4;
         long fs = TensorParallelFfn.shardSize(f, world);
 
-        torch_cuda.set_device((byte) rank);
-        Backend group = ProcessGroups.nccl(Path.of(store), rank, world);
-        try (Sparse24 ctx = Sparse24.cuda(rank)) {
+        if (cudaRun) {
+            torch_cuda.set_device((byte) rank);
+        }
+        Backend group = ProcessGroups.forDevice(cudaRun, Path.of(store), rank, world);
+        try (Sparse24 ctx = cudaRun ? Sparse24.cuda(rank) : Sparse24.cpu()) {
             TorchTensors.useCurrentStream(ctx);
-            Device cuda = TorchTensors.device(ctx);
+            Device device = TorchTensors.device(ctx);
+            ScalarType type = TorchTensors.scalarType(dtype);
             torch.manual_seed(seed); // the same full weights, input and dZ on every rank
-            Tensor w1 = randn(cuda, 0.02, f, d);
-            Tensor w2 = randn(cuda, 0.02, d, f);
-            Tensor x = randn(cuda, 1, tokens, d);
-            Tensor dz = randn(cuda, 1, tokens, d);
+            Tensor w1 = randn(device, type, 0.02, f, d);
+            Tensor w2 = randn(device, type, 0.02, d, f);
+            Tensor x = randn(device, type, 1, tokens, d);
+            Tensor dz = randn(device, type, 1, tokens, d);
             Tensor w1s = TensorParallelFfn.shardW1(w1, rank, world).contiguous();
             Tensor w2s = TensorParallelFfn.shardW2(w2, rank, world);
             SparseFfnOptions exactBackward = SparseFfnOptions.builder().sparseBackward(false).seed(seed).build();
@@ -77,8 +84,8 @@ public final class TensorParallelBench {
 
             // the check
             List<String> failures = new ArrayList<>();
-            try (Ffn one = new Sparse24Ffn(ctx, d, f, DType.BF16, exactBackward, 0);
-                 Ffn tp = new TensorParallelFfn(group, new Sparse24Ffn(ctx, d, (int) fs, DType.BF16, exactBackward,
+            try (Ffn one = new Sparse24Ffn(ctx, d, f, dtype, exactBackward, 0);
+                 Ffn tp = new TensorParallelFfn(group, new Sparse24Ffn(ctx, d, (int) fs, dtype, exactBackward,
                          0))) {
                 Tensor[] ref = gradients(one, x, w1, w2, dz);
                 Tensor[] got = gradients(tp, x, w1s, w2s, dz);
@@ -87,7 +94,7 @@ public final class TensorParallelBench {
                         TensorParallelFfn.shardW2(ref[3], rank, world)};
                 for (int i = 0; i < names.length; i++) {
                     String e = MultiGpuCheck.compare(names[i], MultiGpuCheck.floats(expected[i]),
-                            MultiGpuCheck.floats(got[i]), 3e-2);
+                            MultiGpuCheck.floats(got[i]), tolerance);
                     if (e != null) {
                         failures.add(e);
                     }
@@ -102,7 +109,7 @@ public final class TensorParallelBench {
                 t.set_requires_grad(true);
             }
             Map<String, Double> ms = new LinkedHashMap<>();
-            try (Ffn tpSparse = new TensorParallelFfn(group, new Sparse24Ffn(ctx, d, (int) fs, DType.BF16, split, 0));
+            try (Ffn tpSparse = new TensorParallelFfn(group, new Sparse24Ffn(ctx, d, (int) fs, dtype, split, 0));
                  Ffn tpDense = new TensorParallelFfn(group, new TorchFfn())) {
                 ms.put("tensor parallel, sparse24 2:4 (split backward)", time(ctx, warmup, iters,
                         () -> step(tpSparse, x, w1s, w2s, dz)));
@@ -110,7 +117,7 @@ public final class TensorParallelBench {
                         () -> step(tpDense, x, w1s, w2s, dz)));
             }
             if (rank == 0) {
-                try (Ffn oneSparse = new Sparse24Ffn(ctx, d, f, DType.BF16, split, 0); Ffn oneDense = new TorchFfn()) {
+                try (Ffn oneSparse = new Sparse24Ffn(ctx, d, f, dtype, split, 0); Ffn oneDense = new TorchFfn()) {
                     ms.put("one GPU, sparse24 2:4 (split backward)", time(ctx, warmup, iters,
                             () -> step(oneSparse, x, w1, w2, dz)));
                     ms.put("one GPU, dense (LibTorch)", time(ctx, warmup, iters, () -> step(oneDense, x, w1, w2, dz)));
@@ -120,9 +127,10 @@ public final class TensorParallelBench {
             if (rank == 0) {
                 double flop = 6.0 * tokens * d * f; // forward + backward, dense-equivalent
                 double base = ms.get("one GPU, sparse24 2:4 (split backward)");
-                System.out.printf(Locale.ROOT, "%n| FFN fwd+bwd, T=%d d=%d f=%d bf16, %d GPUs | median ms | TFLOP/s "
-                        + "(dense-equivalent) | vs one-GPU sparse24 |%n|---|---|---|---|%n", tokens, d, f, world);
-                ms.forEach((name, t) -> System.out.printf(Locale.ROOT, "| %s | %.3f | %.0f | %.2fx |%n", name, t,
+                System.out.printf(Locale.ROOT, "%n| FFN fwd+bwd, T=%d d=%d f=%d %s, %d ranks | median ms | TFLOP/s "
+                        + "(dense-equivalent) | vs one-GPU sparse24 |%n|---|---|---|---|%n", tokens, d, f, dtype,
+                        world);
+                ms.forEach((name, t) -> System.out.printf(Locale.ROOT, "| %s | %.3f | %.3g | %.2fx |%n", name, t,
                         flop / t / 1e9, base / t));
             }
             System.exit(failures.isEmpty() ? 0 : 1);
@@ -136,8 +144,8 @@ public final class TensorParallelBench {
         return v == null || v.isEmpty() ? fallback : v;
     }
 
-    private static Tensor randn(Device device, double std, long... shape) {
-        return torch.randn(shape).mul_(new Scalar(std)).to(device, ScalarType.BFloat16);
+    private static Tensor randn(Device device, ScalarType type, double std, long... shape) {
+        return torch.randn(shape).mul_(new Scalar(std)).to(device, type);
     }
 
     /** {Z, dX, dW1, dW2} of one forward and backward with upstream gradient dz. */
