@@ -168,7 +168,8 @@ public final class GptTrain {
                         sp[1], seconds, csvPath);
                 System.out.printf(Locale.ROOT, "GptTrain done%s: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
                                 + "median %.2f ms/step (%.3g TFLOP/s), FFN %.2f ms; activation sparsity min %.3f mean "
-                                + "%.3f; %.0f s; %s%n", dist.enabled() ? " (rank " + dist.rank() + " of " + dist.world() + ")" : "",
+                                + "%.3f; %.0f s; %s%n",
+                        dist.enabled() ? " (rank " + dist.rank() + " of " + dist.world() + ")" : "",
                         c.label(), r.steps(), r.firstLoss(), r.lastLoss(),
                         r.heldOutLoss(), r.medianStepMs(), c.flopsPerStep() / r.medianStepMs() / 1e9,
                         r.medianFfnMs(), r.minSparsity(), r.meanSparsity(), r.seconds(), r.csv());

@@ -35,8 +35,9 @@ import org.sparse24.torch.TorchTensors;
  *       the one-GPU sparse24 2:4 and one-GPU dense FFN. Rank 0 prints a markdown table.</li>
  * </ol>
  * {@code --device cpu} runs the same on sparse24's CPU backend (FP32) over Gloo: a smoke test of this program
- * without GPUs (use small sizes). Options: {@code --tokens 16384 --d-model 4096 --d-ff 16384 --warmup 5 --iters 20 --seed 1}; rank, world size and
- * rendezvous file from {@code --rank --world-size --store} or {@code $RANK $WORLD_SIZE $S24_STORE}.
+ * without GPUs (use small sizes). Options: {@code --tokens 16384 --d-model 4096 --d-ff 16384 --warmup 5
+ * --iters 20 --seed 1}; rank, world size and rendezvous file from {@code --rank --world-size --store} or
+ * {@code $RANK $WORLD_SIZE $S24_STORE}.
  */
 public final class TensorParallelBench {
     private TensorParallelBench() {

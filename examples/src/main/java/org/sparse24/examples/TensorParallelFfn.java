@@ -84,7 +84,8 @@ final class TensorParallelFfn implements Ffn {
         try (NoGradGuard noGrad = new NoGradGuard()) {
             sum = allReduced(partial.detach());
         }
-        return partial.requires_grad() ? sum.add(partial.sub(partial.detach())) : sum; // exactly sum; dZ flows to partial
+        // the value is exactly sum (partial - partial.detach() is 0); dZ flows to partial unchanged
+        return partial.requires_grad() ? sum.add(partial.sub(partial.detach())) : sum;
     }
 
     /** A copy of {@code t} summed over the ranks (on the GPU: the current stream waits for it). */
