@@ -89,6 +89,27 @@ class DistributedTest {
     }
 
     @Test
+    void dataParallelOptionsAreChecked() {
+        TrainConfig c = TrainConfig.parse(new String[] {"--device", "cpu", "--corpus", "c", "--batch", "6",
+                "--world-size", "3", "--rank", "2", "--store", "s", "--bucket-mb", "0.5", "--overlap", "false"});
+        assertEquals(new TrainConfig.Dist(2, 3, Path.of("s"), 512 << 10, false), c.dist());
+        assertEquals(2, c.localBatch());
+        assertThrowsWith("--batch (5) must be a multiple of --world-size (2)", "--batch", "5", "--world-size", "2",
+                "--store", "s");
+        assertThrowsWith("--store FILE (or $S24_STORE) is required", "--world-size", "2");
+        assertThrowsWith("--rank must be in [0, 2), got 2", "--world-size", "2", "--rank", "2", "--store", "s");
+        assertThrowsWith("--overlap: expected true or false", "--overlap", "yes");
+    }
+
+    private static void assertThrowsWith(String message, String... args) {
+        List<String> all = new ArrayList<>(List.of("--device", "cpu", "--corpus", "c"));
+        all.addAll(List.of(args));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> TrainConfig.parse(all.toArray(new String[0])));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    @Test
     void multicastMustBeOffInTheEnvironment() {
         ProcessGroups.requireMulticastOff(ProcessGroups.MULTICAST_OFF);
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> ProcessGroups.requireMulticastOff(
