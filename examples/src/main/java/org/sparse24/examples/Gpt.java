@@ -38,6 +38,7 @@ final class Gpt implements AutoCloseable {
     private final List<Block> blocks = new ArrayList<>();
     private final List<Tensor> decayed = new ArrayList<>();
     private final List<Tensor> notDecayed = new ArrayList<>();
+    private final List<Tensor> inOrder = new ArrayList<>(); // every parameter, in the order the forward uses them
 
     /** One decoder block's parameters, its FFN and its FFN's events. */
     private static final class Block {
@@ -109,6 +110,11 @@ final class Gpt implements AutoCloseable {
         List<Tensor> all = new ArrayList<>(decayed);
         all.addAll(notDecayed);
         return new TensorVector(all.toArray(new Tensor[0]));
+    }
+
+    /** Every parameter in forward order (the embeddings first, the last block's last): data parallel buckets. */
+    List<Tensor> parametersInOrder() {
+        return List.copyOf(inOrder);
     }
 
     long parameterCount() {
@@ -201,18 +207,21 @@ final class Gpt implements AutoCloseable {
     private Tensor param(Device device, double std, boolean decay, long... shape) {
         Tensor t = torch.randn(shape).mul_(new Scalar(std)).to(device, ScalarType.Float).set_requires_grad(true);
         (decay ? decayed : notDecayed).add(t);
+        inOrder.add(t);
         return t;
     }
 
     private Tensor ones(Device device, long n) {
         Tensor t = torch.ones(n).to(device, ScalarType.Float).set_requires_grad(true);
         notDecayed.add(t);
+        inOrder.add(t);
         return t;
     }
 
     private Tensor zeros(Device device, long n) {
         Tensor t = torch.zeros(n).to(device, ScalarType.Float).set_requires_grad(true);
         notDecayed.add(t);
+        inOrder.add(t);
         return t;
     }
 

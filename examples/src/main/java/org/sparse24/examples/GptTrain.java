@@ -11,12 +11,15 @@ import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
+import org.bytedeco.pytorch.Backend;
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Optimizer;
+import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch_cuda;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.sparse24.DType;
 import org.sparse24.Event;
@@ -61,16 +64,32 @@ public final class GptTrain {
     public static Result train(TrainConfig c) throws IOException {
         long t0 = System.nanoTime();
         Corpus corpus = Corpus.load(c.corpus(), c.seed());
-        torch.manual_seed(c.seed());
         DType dtype = c.cuda() ? DType.BF16 : DType.FP32;
         ScalarType compute = TorchTensors.scalarType(dtype);
-        try (Sparse24 ctx = c.cuda() ? Sparse24.cuda(0) : Sparse24.cpu()) {
+        TrainConfig.Dist dist = c.dist();
+        boolean lead = dist.rank() == 0; // rank 0 evaluates, logs and writes the CSV named by --csv
+        if (c.cuda()) {
+            torch_cuda.set_device((byte) dist.rank()); // LibTorch's current device: rank r runs on GPU r
+        }
+        Backend group = dist.enabled() ? ProcessGroups.forDevice(c.cuda(), dist.store(), dist.rank(), dist.world())
+                : null;
+        try (Sparse24 ctx = c.cuda() ? Sparse24.cuda(dist.rank()) : Sparse24.cpu()) {
             TorchTensors.useCurrentStream(ctx); // the events below record on LibTorch's stream
             Device device = TorchTensors.device(ctx);
             SparseFfnOptions sparse = SparseFfnOptions.builder().seed(c.seed()).build();
-            try (Gpt model = new Gpt(c, device, compute, layer -> ffn(c, ctx, dtype, sparse), ctx);
+            Path csvPath = lead ? c.csv() : Path.of(c.csv() + ".rank" + dist.rank());
+            try (Gpt model = newModel(c, device, compute, ctx, dtype, sparse);
                  Event stepStart = Event.create(ctx); Event stepEnd = Event.create(ctx);
-                 StepCsv csv = new StepCsv(c.csv(), c.layers())) {
+                 StepCsv csv = new StepCsv(csvPath, c.layers());
+                 GradientBuckets ddp = group == null ? null : new GradientBuckets(group, model.parametersInOrder(),
+                         dist.bucketBytes(), dist.overlap())) {
+                if (ddp != null) {
+                    ddp.broadcastParameters();
+                    System.out.printf(Locale.ROOT, "GptTrain: rank %d of %d (%s), %d of %d sequences a step, %d "
+                                    + "gradient buckets, %s%n", dist.rank(), dist.world(),
+                            group.getBackendName().getString(), c.localBatch(), c.batch(), ddp.bucketCount(),
+                            dist.overlap() ? "all-reduced during the backward" : "all-reduced after the backward");
+                }
                 System.out.printf(Locale.ROOT, "GptTrain: %s on %s, %s; %d layers, d=%d, f=%d, %d heads, %d x %d "
                                 + "tokens a step (%.3g TFLOP), %d steps; %.1fM parameters; corpus %s (%d bytes, %d for "
                                 + "training)%n", c.label(), c.device(), compute, c.layers(), c.dModel(), c.dFf(),
@@ -79,7 +98,7 @@ public final class GptTrain {
                 AdamW decayed = adamW(model.decayedParameters(), c.lr(), c.weightDecay());
                 AdamW other = adamW(model.otherParameters(), c.lr(), 0);
                 TensorVector params = model.parameters();
-                List<Tensor> heldOut = heldOutBatches(c, corpus, device);
+                List<Tensor> heldOut = lead ? heldOutBatches(c, corpus, device) : List.of();
                 List<Double> stepMs = new ArrayList<>();
                 List<Double> ffnMs = new ArrayList<>();
                 double first = Double.NaN;
@@ -94,11 +113,16 @@ public final class GptTrain {
                         double lr = c.lrAt(step);
                         setLr(decayed, lr);
                         setLr(other, lr);
-                        Tensor batch = toDevice(corpus.nextTrainBatch(c.batch(), c.seq()), c, device);
+                        Tensor batch = toDevice(localRows(corpus.nextTrainBatch(c.batch(), c.seq()), c), c.localBatch(),
+                                c, device);
                         long w0 = System.nanoTime();
                         stepStart.record();
                         Tensor loss = model.loss(batch);
                         loss.backward();
+                        if (ddp != null) {
+                            ddp.finish();
+                            loss = meanOverRanks(group, loss);
+                        }
                         double gradNorm = torch.clip_grad_norm_(params, c.clip());
                         decayed.step();
                         other.step();
@@ -120,7 +144,7 @@ public final class GptTrain {
                             lastStats = stats;
                         }
                         double held = Double.NaN;
-                        if (step % c.evalEvery() == 0 || step == c.steps() - 1) {
+                        if (lead && (step % c.evalEvery() == 0 || step == c.steps() - 1)) {
                             held = evaluate(model, heldOut);
                             lastHeldOut = held;
                         }
@@ -129,7 +153,7 @@ public final class GptTrain {
                         }
                         last = train;
                         csv.row(step, lr, sparseStep, train, held, gradNorm, ms, wallMs, ffn, stats);
-                        if (step % c.logEvery() == 0 || step == c.steps() - 1) {
+                        if (lead && (step % c.logEvery() == 0 || step == c.steps() - 1)) {
                             System.out.printf(Locale.ROOT, "step %5d/%d  loss %.4f%s  lr %.2e  %.1f ms/step (FFN %.1f"
                                             + " ms)%s%s%n", step, c.steps(), train,
                                     Double.isNaN(held) ? "" : String.format(Locale.ROOT, "  held-out %.4f", held),
@@ -141,15 +165,45 @@ public final class GptTrain {
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 double[] sp = sparsity(lastStats);
                 Result r = new Result(c.steps(), first, last, lastHeldOut, median(stepMs), median(ffnMs), sp[0],
-                        sp[1], seconds, c.csv());
-                System.out.printf(Locale.ROOT, "GptTrain done: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
+                        sp[1], seconds, csvPath);
+                System.out.printf(Locale.ROOT, "GptTrain done%s: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
                                 + "median %.2f ms/step (%.3g TFLOP/s), FFN %.2f ms; activation sparsity min %.3f mean "
-                                + "%.3f; %.0f s; %s%n", c.label(), r.steps(), r.firstLoss(), r.lastLoss(),
+                                + "%.3f; %.0f s; %s%n",
+                        dist.enabled() ? " (rank " + dist.rank() + " of " + dist.world() + ")" : "",
+                        c.label(), r.steps(), r.firstLoss(), r.lastLoss(),
                         r.heldOutLoss(), r.medianStepMs(), c.flopsPerStep() / r.medianStepMs() / 1e9,
                         r.medianFfnMs(), r.minSparsity(), r.meanSparsity(), r.seconds(), r.csv());
                 return r;
             }
+        } finally {
+            ProcessGroups.shutdown(group);
         }
+    }
+
+    /** Rows [rank * b, (rank + 1) * b) of a global batch of [batch, seq + 1] tokens, b = batch / world. */
+    static long[] localRows(long[] tokens, TrainConfig c) {
+        int window = c.seq() + 1;
+        int from = c.dist().rank() * c.localBatch() * window;
+        return Arrays.copyOfRange(tokens, from, from + c.localBatch() * window);
+    }
+
+    /** The mean of a scalar over the ranks (for the log: the loss of the global batch). */
+    private static Tensor meanOverRanks(Backend group, Tensor scalar) {
+        try (NoGradGuard noGrad = new NoGradGuard()) {
+            Tensor t = scalar.detach().to(ScalarType.Float).clone();
+            group.allreduce(new TensorVector(t))._wait();
+            return t.div_(new Scalar((double) group.getSize()));
+        }
+    }
+
+    /**
+     * The model, its weights drawn from LibTorch's global generator seeded with the run's seed; atomically, so that
+     * ranks run as threads of one JVM (the CPU test) draw the same weights.
+     */
+    private static synchronized Gpt newModel(TrainConfig c, Device device, ScalarType compute, Sparse24 ctx,
+                                             DType dtype, SparseFfnOptions sparse) {
+        torch.manual_seed(c.seed());
+        return new Gpt(c, device, compute, layer -> ffn(c, ctx, dtype, sparse), ctx);
     }
 
     /** Layer i's FFN: LibTorch's dense ops, or sparse24 (2:4 with or without a dense warm-up, or dense). */
@@ -182,15 +236,16 @@ public final class GptTrain {
         optimizer.param_groups().get(0).options().set_lr(lr);
     }
 
-    private static Tensor toDevice(long[] tokens, TrainConfig c, Device device) {
-        return Tensor.create(tokens, c.batch(), c.seq() + 1L).to(device, ScalarType.Long);
+    private static Tensor toDevice(long[] tokens, int rows, TrainConfig c, Device device) {
+        return Tensor.create(tokens, rows, c.seq() + 1L).to(device, ScalarType.Long);
     }
 
     /** The fixed held-out batches, on the device (made once: every evaluation sees the same tokens). */
     private static List<Tensor> heldOutBatches(TrainConfig c, Corpus corpus, Device device) {
         List<Tensor> batches = new ArrayList<>();
         for (int i = 0; i < c.evalBatches(); i++) {
-            batches.add(toDevice(corpus.heldOutBatch(i, c.evalBatches(), c.batch(), c.seq()), c, device));
+            batches.add(toDevice(corpus.heldOutBatch(i, c.evalBatches(), c.batch(), c.seq()), c.batch(), c,
+                    device));
         }
         return batches;
     }

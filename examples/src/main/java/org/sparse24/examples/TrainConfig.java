@@ -16,11 +16,27 @@ import java.util.Map;
  * @param denseWarmup sparse only: this many first training steps run the FFN densely (sparse24, exact)
  * @param corpus      the byte file (optionally .gz); the last 1% is held out
  * @param csv         the per-step CSV written
+ * @param dist        data parallel: this process's rank, the world size, the rendezvous file, the buckets
  */
 public record TrainConfig(String device, String ffn, String denseFfn, int denseWarmup, int dModel, int dFf,
                           int layers, int heads, int batch, int seq, int steps, double lr, double minLrRatio,
                           int lrWarmup, double weightDecay, double clip, int evalEvery, int evalBatches,
-                          int statsEvery, int logEvery, long seed, Path corpus, Path csv) {
+                          int statsEvery, int logEvery, long seed, Path corpus, Path csv, Dist dist) {
+
+    /**
+     * Data-parallel settings: {@code world} processes, one per GPU (rank r on CUDA device r), each running
+     * {@code batch / world} of every step's sequences; gradients averaged through a c10d process group (NCCL on
+     * CUDA, Gloo on the CPU) that meets through a {@code FileStore} at {@code store}.
+     *
+     * @param bucketBytes the gradient bucket size ({@link GradientBuckets})
+     * @param overlap     all-reduce buckets from inside the backward
+     */
+    public record Dist(int rank, int world, Path store, long bucketBytes, boolean overlap) {
+
+        boolean enabled() {
+            return world > 1;
+        }
+    }
 
     static final String USAGE = """
             GptTrain: a small GPT (byte-level) trained with LibTorch; its FFN sparse24's 2:4 or dense.
@@ -32,7 +48,13 @@ public record TrainConfig(String device, String ffn, String denseFfn, int denseW
               --steps 1500 --lr 8e-4 --min-lr-ratio 0.1 --lr-warmup 100 --weight-decay 0.1 --clip 1.0
               --eval-every 100 --eval-batches 8 --stats-every 10 --log-every 100 --seed 1
               --corpus FILE[.gz]       byte corpus (required); the last 1% is held out
-              --csv FILE               (gpt-<ffn>.csv) one row per step
+              --csv FILE               (gpt-<ffn>.csv) one row per step (rank 0's; rank r > 0 adds .rank<r>)
+            Data parallel (one process per GPU; see train-ddp.sh; --batch is the global batch):
+              --world-size N           ($WORLD_SIZE or 1)
+              --rank R                 ($RANK or 0) uses CUDA device R
+              --store FILE             ($S24_STORE) the rendezvous file (FileStore), on local disk, absent at start
+              --bucket-mb 25           gradient bucket size
+              --overlap true|false     (true) all-reduce buckets during the backward
             GptTrain --report OUTDIR RUN.csv...   PNG plots and a markdown summary of runs (the first is the baseline)
             """;
 
@@ -75,7 +97,7 @@ public record TrainConfig(String device, String ffn, String denseFfn, int denseW
                 nonNegative(a, "lr-warmup", 100), nonNegativeReal(a, "weight-decay", 0.1),
                 positiveReal(a, "clip", 1.0), positive(a, "eval-every", 100), positive(a, "eval-batches", 8),
                 positive(a, "stats-every", 10), positive(a, "log-every", 100), Long.parseLong(take(a, "seed", "1")),
-                Path.of(corpus), Path.of(csv));
+                Path.of(corpus), Path.of(csv), dist(a));
         if (!a.isEmpty()) {
             throw new IllegalArgumentException("unknown option(s) " + a.keySet() + "\n" + USAGE);
         }
@@ -83,7 +105,44 @@ public record TrainConfig(String device, String ffn, String denseFfn, int denseW
             throw new IllegalArgumentException("--d-model (" + c.dModel + ") must be a multiple of --heads ("
                     + c.heads + ")");
         }
+        if (c.batch % c.dist.world != 0) {
+            throw new IllegalArgumentException("--batch (" + c.batch + ") must be a multiple of --world-size ("
+                    + c.dist.world + "): every rank runs batch / world-size sequences");
+        }
         return c;
+    }
+
+    private static Dist dist(Map<String, String> a) {
+        int world = positive(a, "world-size", envInt("WORLD_SIZE", 1));
+        int rank = nonNegative(a, "rank", envInt("RANK", 0));
+        if (rank >= world) {
+            throw new IllegalArgumentException("--rank must be in [0, " + world + "), got " + rank);
+        }
+        String store = take(a, "store", System.getenv("S24_STORE"));
+        if (world > 1 && store == null) {
+            throw new IllegalArgumentException("--store FILE (or $S24_STORE) is required with --world-size "
+                    + world);
+        }
+        long bucketBytes = Math.round(positiveReal(a, "bucket-mb", 25) * (1 << 20));
+        String overlap = take(a, "overlap", "true");
+        if (!overlap.equals("true") && !overlap.equals("false")) {
+            throw new IllegalArgumentException("--overlap: expected true or false, got " + overlap);
+        }
+        return new Dist(rank, world, store == null ? null : Path.of(store), bucketBytes, overlap.equals("true"));
+    }
+
+    private static int envInt(String name, int fallback) {
+        String v = System.getenv(name);
+        try {
+            return v == null || v.isEmpty() ? fallback : Integer.parseInt(v);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("$" + name + ": expected an integer, got '" + v + "'");
+        }
+    }
+
+    /** The sequences of each step this rank runs. */
+    int localBatch() {
+        return batch / dist.world;
     }
 
     boolean cuda() {
