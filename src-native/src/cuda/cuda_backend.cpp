@@ -14,6 +14,7 @@
 #include "cuda/kernels.h"
 #include "cuda/loader.h"
 #include "half.h"
+#include "layout.h"
 #include "shared.h"
 #include "sparse24.h"
 
@@ -41,13 +42,6 @@ bool env_flag(const char* name) {
 }
 
 bool is16(s24_dtype dtype) { return dtype == S24_BF16 || dtype == S24_FP16; }
-
-const char* dtype_label(s24_dtype dtype) { return dtype == S24_BF16 ? "bf16" : dtype == S24_FP16 ? "fp16" : "fp32"; }
-
-// Bytes of a [rows, cols] 16-bit matrix packed in the CUSPARSELT layout (values + metadata).
-size_t cusparselt_packed_bytes(int64_t rows, int64_t cols) {
-    return (size_t)rows * (size_t)(cols / 2) * 2 + (size_t)rows * (size_t)cols / 8;
-}
 
 // ---- host-side random test data (exactly representable in bf16 and fp16) ------------------------------
 
@@ -187,7 +181,7 @@ public:
 
     // --- what the FFN uses ---------------------------------------------------------------------------
     s24_layout ffn_layout(s24_dtype dtype, int64_t rows, int64_t cols) const override {
-        if (sparse_ && is16(dtype) && rows > 0 && cols > 0 && rows % 64 == 0 && cols % 64 == 0 &&
+        if (sparse_ && is16(dtype) && rows > 0 && cols > 0 && cusparselt_shape(rows, cols) &&
             rows <= kMaxElements / cols)
             return S24_LAYOUT_CUSPARSELT;
         return S24_LAYOUT_DENSE;
@@ -200,7 +194,7 @@ public:
     bool sparse_gemm_available(s24_dtype dtype, int64_t m, int64_t n, int64_t k, s24_layout layout) const override {
         if (layout != S24_LAYOUT_CUSPARSELT || !sparse_ || !is16(dtype)) return false;
         if (m <= 0 || n <= 0 || k <= 0) return false;
-        if (m % 64 != 0 || k % 64 != 0 || n % 8 != 0) return false;
+        if (!cusparselt_shape(m, k) || n % 8 != 0) return false;
         return m <= kMaxElements / k && n <= kMaxElements / k && m <= kMaxElements / n;
     }
 
@@ -425,8 +419,8 @@ std::vector<uint16_t> CudaBackend::download16(const void* src, size_t elements) 
 void CudaBackend::probe_one(s24_dtype dtype, int64_t rows, int64_t cols, std::string& mismatch) {
     const SpmmKey key{(int)dtype, rows, 64, cols, false, false};
     std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
-    const size_t expected = cusparselt_packed_bytes(rows, cols);
-    const std::string where = std::string(dtype_label(dtype)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
+    const size_t expected = packed_bytes(S24_LAYOUT_CUSPARSELT, dtype, rows, cols);
+    const std::string where = std::string(dtype_name(dtype)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
     if (plan->compressed_bytes != expected) {
         mismatch = where + ": cusparseLtSpMMACompressedSize reports " + std::to_string(plan->compressed_bytes) +
                    " bytes, the CUSPARSELT layout has " + std::to_string(expected);
@@ -497,7 +491,7 @@ SparseLt::Plan& CudaBackend::spmm_plan(const SpmmKey& key) {
     if (SparseLt::Plan* plan = sparse_->find(key)) return *plan;
     std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
     // Our packed buffer is used as is only where the probe matched and the plan expects exactly its size.
-    plan->direct = direct_layout_ && plan->compressed_bytes == cusparselt_packed_bytes(key.m, key.k);
+    plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, (s24_dtype)key.dtype, key.m, key.k);
     if (key.search || validate_plans_) plan = validated_plan(std::move(plan));
     return sparse_->insert(std::move(plan));
 }
@@ -574,7 +568,7 @@ std::unique_ptr<SparseLt::Plan> CudaBackend::validated_plan(std::unique_ptr<Spar
 void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
                        const void* b, bool b_transposed, void* c, bool c_transposed) {
     use_device();
-    const size_t es = dtype_bytes(dtype);
+    const size_t es = (size_t)dtype_size(dtype);
     if (a_layout == S24_LAYOUT_CUSPARSELT && sparse_gemm_available(dtype, m, n, k, a_layout) &&
         aligned(a_packed, 16) && aligned(b, 16) && aligned(c, 16)) {
         // cuSPARSELt only ever writes a row-major C: on an H100 a column-major C with fp16 and a searched

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "backend.h"
+#include "cuda/cuda_util.h"
 #include "shared.h"
 #include "sparse24.h"
 
@@ -29,25 +30,14 @@ namespace detail {
 
 // ---- host side --------------------------------------------------------------------------------------
 
-[[noreturn]] inline void throw_cuda(const char* what, cudaError_t e) {
-    throw Error(S24_ERROR_CUDA, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
-}
-
 // After a kernel launch: throws S24_ERROR_CUDA naming the launcher if the launch failed.
-inline void check_launch(const char* what) {
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) throw_cuda(what, e);
-}
-
-inline void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) throw_cuda(what, e);
-}
+inline void check_launch(const char* what) { check_cuda(cudaGetLastError(), what); }
 
 // Multiprocessors of the current device.
 inline int device_sms(const char* what) {
     int dev = 0, sms = 0;
-    check(cudaGetDevice(&dev), what);
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), what);
+    check_cuda(cudaGetDevice(&dev), what);
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), what);
     return sms > 0 ? sms : 1;
 }
 
@@ -55,13 +45,9 @@ inline int device_sms(const char* what) {
 template <class Kernel>
 inline int blocks_per_sm(Kernel kernel, int threads, size_t smem, const char* what) {
     int n = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
     return n > 0 ? n : 1;
 }
-
-inline bool aligned(const void* p, size_t a) { return ((uintptr_t)p % a) == 0; }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---- device side ------------------------------------------------------------------------------------
 

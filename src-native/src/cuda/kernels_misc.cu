@@ -269,7 +269,7 @@ void launch_gather_rows(s24_dtype /*dtype*/, int64_t rows, int64_t cols, const v
     const char* what = "launch_gather_rows";
     if (!perm && rows > 0 && cols > 0) {
         if (out != in)
-            check(cudaMemcpyAsync(out, in, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToDevice, stream), what);
+            check_cuda(cudaMemcpyAsync(out, in, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToDevice, stream), what);
         return;
     }
     copy_rows(rows, cols, in, perm, out, nullptr, stream, what);

@@ -84,7 +84,7 @@ __global__ void S24_ROWS_BOUNDS rowwise_select_kernel(RowArgs a) {
     const int cc = tid & 15, q = tid >> 4;
     const int j = cc & 3;  // position of this thread in its metadata quad
     const int64_t rows = a.rows, cols = a.cols;
-    uint8_t* const meta = a.out + rows * cols;  // values: rows * cols/2 elements of 2 bytes
+    uint8_t* const meta = a.out + packed16_values_bytes(rows, cols);
     const int64_t row_stride = row_layout_meta_stride(cols);
 
     const int64_t ub = (int64_t)blockIdx.x * a.units / gridDim.x;
@@ -226,8 +226,9 @@ __global__ void S24_ROWS_BOUNDS rowwise_select_kernel(RowArgs a) {
                 }
             }
             // ---- cuSPARSELT metadata: rows r8a, r8a+1 (nibbles of k = 0, 1 low, k = 2, 3 high) of the
-            // 64x32 block; bytes at positions (g%4)*2 + (g%8)/4 of each row's 8: this thread's groups
-            // 2j, 2j+1 land at {0,2}, {4,6}, {1,3}, {5,7} for j = 0..3.
+            // 64x32 block (at slab * 64 + r8a * 8 = cusparselt_meta_in_block(16 * slab + r8a)); bytes at
+            // cusparselt_meta_pos(g % 8) of each row's 8: this thread's groups 2j, 2j+1 land at {0,2},
+            // {4,6}, {1,3}, {5,7} for j = 0..3.
             if constexpr (LAYOUT == S24_LAYOUT_CUSPARSELT) {
                 const uint32_t ya = (nib[0][0] | nib[2][0] << 4) | (nib[0][1] | nib[2][1] << 4) << 16;
                 const uint32_t yb = (nib[1][0] | nib[3][0] << 4) | (nib[1][1] | nib[3][1] << 4) << 16;
@@ -237,7 +238,7 @@ __global__ void S24_ROWS_BOUNDS rowwise_select_kernel(RowArgs a) {
                 const uint32_t hb = __shfl_xor_sync(0xffffffffu, zb, 1);
                 if (j == 0 && cvalid) {
                     const int slab = q >> 2, r8a = 2 * (q & 3);
-                    uint8_t* p = meta + (rbase / 64) * 8 * cols + (c0 / 4) * 256 + slab * 64 + r8a * 8;
+                    uint8_t* p = meta + cusparselt_meta_block(rbase / 64, c0 / 4, cols) + slab * 64 + r8a * 8;
                     st16(p, za, ha, zb, hb);
                 }
             }
@@ -364,7 +365,7 @@ __global__ void __launch_bounds__(kThreads) rowwise_generic_kernel(const uint16_
     unsigned long long zc = 0, kc = 0;
     const int64_t groups = cols / 4;
     uint16_t* vals = reinterpret_cast<uint16_t*>(out);
-    uint8_t* meta = out + rows * cols;
+    uint8_t* meta = out + packed16_values_bytes(rows, cols);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         if (layout == S24_LAYOUT_DENSE) {
             const int64_t r = i / groups, g = i % groups;
@@ -417,16 +418,17 @@ __global__ void __launch_bounds__(kThreads) consumer_kernel(ConsumerArgs a) {
     const int tid = threadIdx.x, cc = tid & 15, q = tid >> 4, j = cc & 3;
     const int slab = q >> 2, r8a = 2 * (q & 3);
     const int64_t rows = a.rows, cols = a.cols;
-    const uint8_t* const meta = a.packed + rows * cols;
-    uint8_t* const out_meta = a.out + rows * cols;
+    const uint8_t* const meta = a.packed + packed16_values_bytes(rows, cols);
+    uint8_t* const out_meta = a.out + packed16_values_bytes(rows, cols);
     const int64_t row_stride = row_layout_meta_stride(cols);
     const int64_t ub = (int64_t)blockIdx.x * a.units / gridDim.x;
     const int64_t ue = ((int64_t)blockIdx.x + 1) * a.units / gridDim.x;
 
     // CUSPARSELT: word (j & 1) of row r8a + kp's 8 metadata bytes holds this thread's groups at bytes
     // j >> 1 and (j >> 1) + 2; low nibbles row r8a + kp (k = kp), high nibbles row + 8 (k = kp + 2).
+    // slab * 64 + row * 8 = cusparselt_meta_in_block(16 * slab + row).
     auto meta_off = [&](int64_t rbase, int64_t c0, int kp) -> int64_t {
-        return (rbase / 64) * 8 * cols + (c0 / 4) * 256 + slab * 64 + (r8a + kp) * 8 + (j & 1) * 4;
+        return cusparselt_meta_block(rbase / 64, c0 / 4, cols) + slab * 64 + (r8a + kp) * 8 + (j & 1) * 4;
     };
     auto load_unit = [&](ConsumerData<GRAD>& x, int64_t u) {
         const int64_t rbase = (u % a.row_tiles) * kUnitRows;
@@ -558,13 +560,11 @@ __global__ void __launch_bounds__(kThreads) consumer_generic_kernel(const uint8_
                                                                     uint8_t* out, int64_t rows, int64_t cols,
                                                                     s24_layout layout, int64_t meta_bytes) {
     const int64_t groups = cols / 4, n = rows * groups;
-    const uint8_t* meta = packed + rows * cols;
+    const uint8_t* meta = packed + packed16_values_bytes(rows, cols);
     const uint16_t* vals = reinterpret_cast<const uint16_t*>(packed);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / groups, g = i % groups;
-        const unsigned nib = layout == S24_LAYOUT_ROW
-                                 ? (meta[row_layout_meta_byte(r, g, cols)] >> row_layout_meta_shift(r, g)) & 0xfu
-                                 : (meta[cusparselt_meta_byte(r, g, cols)] >> cusparselt_meta_shift(r, g)) & 0xfu;
+        const unsigned nib = (meta[meta_byte(layout, r, g, cols)] >> meta_shift(layout, r, g)) & 0xfu;
         const int first = nib & 3, second = (nib >> 2) & 3;
         const uint16_t v0 = vals[r * (cols / 2) + 2 * g], v1 = vals[r * (cols / 2) + 2 * g + 1];
         if (GRAD) {
@@ -614,7 +614,7 @@ __global__ void __launch_bounds__(kThreads) grad_dense_kernel(const uint16_t* dy
 template <class Kernel>
 int persistent_grid(Kernel kernel, int64_t units, std::atomic<int>* cache, const char* what) {
     int dev = 0;
-    check(cudaGetDevice(&dev), what);
+    check_cuda(cudaGetDevice(&dev), what);
     int per_sm = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
     if (per_sm == 0) {
         per_sm = blocks_per_sm(kernel, kThreads, 0, what);
@@ -649,10 +649,7 @@ void dispatch_select(int64_t rows, int64_t cols, const void* in, bool keep_all, 
     const bool count = OP == OP_RELU2 && (col_counts || totals);
     const bool fast = aligned(in, 16) && aligned(out, 16);
     if (!fast) {
-        int64_t n;
-        if (layout == S24_LAYOUT_DENSE) n = rows * (cols / 4);
-        else if (layout == S24_LAYOUT_ROW) n = rows * row_layout_meta_stride(cols);
-        else n = rows / 2 * (cols / 4);
+        const int64_t n = layout == S24_LAYOUT_DENSE ? rows * (cols / 4) : (int64_t)packed_meta_bytes(layout, rows, cols);
         rowwise_generic_kernel<BF16, OP><<<generic_grid(n), kThreads, 0, stream>>>(
             a.in, a.out, rows, cols, layout, keep_all, col_counts, a.totals, n);
         check_launch(what);
@@ -720,8 +717,7 @@ void dispatch_consumer(int64_t rows, int64_t cols, const void* packed, const voi
     a.units = a.row_tiles * ceil_div(cols, kUnitCols);
     const bool fast = aligned(packed, 16) && aligned(out, 16) && (!GRAD || aligned(dy, 16));
     if (!fast) {
-        const int64_t meta_bytes =
-            layout == S24_LAYOUT_ROW ? rows * row_layout_meta_stride(cols) : rows * cols / 8;
+        const int64_t meta_bytes = (int64_t)packed_meta_bytes(layout, rows, cols);
         consumer_generic_kernel<BF16, GRAD><<<generic_grid(rows * (cols / 4)), kThreads, 0, stream>>>(
             a.packed, a.dy, a.out, rows, cols, layout, meta_bytes);
         check_launch(what);
@@ -742,8 +738,8 @@ void launch_sparsify24_rows(s24_dtype dtype, int64_t rows, int64_t cols, const v
                             s24_layout layout, void* packed, int32_t* col_counts, int64_t* totals,
                             cudaStream_t stream) {
     const char* what = "launch_sparsify24_rows";
-    if (col_counts) check(cudaMemsetAsync(col_counts, 0, (size_t)cols * sizeof(int32_t), stream), what);
-    if (totals) check(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
+    if (col_counts) check_cuda(cudaMemsetAsync(col_counts, 0, (size_t)cols * sizeof(int32_t), stream), what);
+    if (totals) check_cuda(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
     if (rows <= 0 || cols <= 0) return;
     if (keep_all) layout = S24_LAYOUT_DENSE;
     if (dtype == S24_BF16)
@@ -768,7 +764,7 @@ void launch_decompress24(s24_dtype dtype, int64_t rows, int64_t cols, const void
     if (rows <= 0 || cols <= 0) return;
     if (layout == S24_LAYOUT_DENSE) {
         if (dense != packed)
-            check(cudaMemcpyAsync(dense, packed, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToDevice, stream), what);
+            check_cuda(cudaMemcpyAsync(dense, packed, (size_t)(rows * cols) * 2, cudaMemcpyDeviceToDevice, stream), what);
         return;
     }
     if (dtype == S24_BF16) dispatch_consumer<true, false>(rows, cols, packed, nullptr, layout, dense, stream, what);

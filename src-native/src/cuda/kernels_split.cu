@@ -64,9 +64,6 @@ struct SplitArgs {
     int flags;
 };
 
-// Byte position of group q (0..7) inside a cuSPARSELt metadata row of 8 bytes.
-__host__ __device__ constexpr int cpos(int q) { return (q % 4) * 2 + q / 4; }
-
 // One band of one lane's source values: packed words P[token][group] (DENSE: words of 2 features), the
 // is_dense byte of feature f0 + lane, and a dense_idx candidate (thread t: entry j0 + t). The metadata
 // (mostly L2 hits) is loaded separately, at the end of the previous band, to keep registers down.
@@ -117,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         const int64_t i = 4 * tg + j;
         rows[j] = i < T ? (a.perm ? __ldg(a.perm + i) : (int32_t)i) : -1;
     }
-    const uint8_t* const meta_base = a.src + (PACKED_IN ? T * F : 0);
+    const uint8_t* const meta_base = a.src + (PACKED_IN ? packed16_values_bytes(T, F) : 0);
 
     auto load_band = [&](Band<IN>& b, int64_t band, int64_t j0) {
         const int64_t f0 = band * kBand + kLaneFeatures * warp;
@@ -168,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
             if (!PACKED_IN || nf == 0 || rows[j] < 0) continue;
             const int64_t r = rows[j];
             if constexpr (IN == S24_LAYOUT_CUSPARSELT) {
-                const uint8_t* m = meta_base + (r / 64) * 8 * F + (f0 / 32) * 256 + ((r % 64) / 16) * 64 + (r % 8) * 8;
+                const uint8_t* m = meta_base + cusparselt_meta_block(r / 64, f0 / 32, F) + cusparselt_meta_in_block(r);
                 if constexpr (VEC) {
                     const uint2 x = __ldg(reinterpret_cast<const uint2*>(m));
                     M[j][0] = x.x;
@@ -216,7 +213,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
 
     uint32_t before = 0, kept = 0;
     const int64_t row_meta_stride = row_layout_meta_stride(a.out_cols);
-    uint8_t* const out_meta = a.out + F * a.out_cols;  // F rows of out_cols/2 values, 2 bytes each
+    uint8_t* const out_meta = a.out + packed16_values_bytes(F, a.out_cols);
     const int hsel = warp & 1;                         // this warp's half of a 32-feature metadata block
     const bool out_w4 = (a.flags & F_OUT_W4) != 0, out_dense8 = (a.flags & F_OUT_DENSE8) != 0;
     // key index constants (i << KSH) kept in registers, opaque to the compiler
@@ -398,12 +395,13 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
                 const int c = lane / 8, g8 = lane % 8;
                 __syncwarp();  // the previous band's reads of the stage are done
 #pragma unroll
-                for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cpos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
+                for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cusparselt_meta_pos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
                 __syncwarp();
                 const uint2 v = *reinterpret_cast<const uint2*>(st + c * kMetaChunk + g8 * 8);
                 const int64_t group = g0 + 8 * c;  // first group of this lane's 64x32 block
                 if (group < n_groups) {
-                    uint8_t* p = out_meta + (f0 / 64) * 8 * a.out_cols + (group / 8) * 256 + ((f0 % 64) / 16) * 64 + g8 * 8;
+                    // rows f0 + g8: cusparselt_meta_in_block(f0) + g8 * 8, f0 % 16 == 0
+                    uint8_t* p = out_meta + cusparselt_meta_block(f0 / 64, group / 8, a.out_cols) + ((f0 % 64) / 16) * 64 + g8 * 8;
                     if ((a.flags & F_OUT_W4) != 0) {
                         st8(p, v.x, v.y);
                     } else {
@@ -463,7 +461,7 @@ void run_split(SplitArgs a, cudaStream_t stream, const char* what) {
     const bool vec = (a.flags & F_SRC_VEC) != 0;
     auto kernel = vec ? split_kernel<BF16, IN, OUT, true> : split_kernel<BF16, IN, OUT, false>;
     int dev = 0;
-    check(cudaGetDevice(&dev), what);
+    check_cuda(cudaGetDevice(&dev), what);
     int per_sm = dev < kMaxDevices ? cache[dev][vec].load(std::memory_order_relaxed) : 0;
     if (per_sm == 0) {
         per_sm = blocks_per_sm(kernel, kThreads, 0, what);
@@ -503,7 +501,7 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
                                   const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
                                   void* dense_cols, int64_t* totals, cudaStream_t stream) {
     const char* what = "launch_sparsify24_cols_split";
-    if (totals) check(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
+    if (totals) check_cuda(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
     if (tokens <= 0 || features <= 0) return;
     SplitArgs a;
     a.src = static_cast<const uint8_t*>(src_packed);
@@ -516,7 +514,7 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
     a.T = tokens;
     a.F = features;
     a.k = k;
-    a.out_cols = out_layout == S24_LAYOUT_ROW ? (tokens + 3) / 4 * 4 : tokens;
+    a.out_cols = split_out_cols(out_layout, tokens);
     a.tok_tiles = ceil_div(tokens, kTileTokens);
     a.n_bands = ceil_div(features, kBand);
     a.band_splits = 1;
