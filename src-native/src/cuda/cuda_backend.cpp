@@ -222,8 +222,7 @@ public:
     void select_dense_features(int64_t features, const int32_t* counts, int64_t k, int32_t* dense_idx,
                                uint8_t* is_dense) override {
         use_device();
-        void* workspace = select_ws_.get(select_dense_features_workspace(features), stream_);
-        launch_select_dense_features(features, counts, k, dense_idx, is_dense, workspace, stream_);
+        launch_select_dense_features(features, counts, k, dense_idx, is_dense, stream_);
     }
     void sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t features, const void* src_packed,
                                s24_layout in_layout, const int32_t* perm, const uint8_t* is_dense,
@@ -312,7 +311,6 @@ private:
     DeviceBuffer dense_a_{"decompressed spmm operand"};
     DeviceBuffer repack_{"cuSPARSELt-compressed spmm operand"};
     DeviceBuffer repack_tmp_{"cuSPARSELt compression buffer"};
-    DeviceBuffer select_ws_{"dense-feature selection workspace"};
     DeviceBuffer c_rows_{"row-major spmm product before its transpose"};
 
     std::unique_ptr<BlasLt> blas_;
@@ -379,7 +377,6 @@ CudaBackend::~CudaBackend() {
     (void)cudaDeviceSynchronize();
     sparse_.reset();
     blas_.reset();
-    select_ws_.release();
     c_rows_.release();
     repack_tmp_.release();
     repack_.release();

@@ -20,8 +20,6 @@
 #include "cuda/kernels.h"
 #include "cuda/kernel_utils.cuh"
 
-#include <algorithm>
-#include <atomic>
 #include <climits>
 
 namespace s24 {
@@ -38,10 +36,7 @@ constexpr int kTileTokens = 128;
 constexpr int kStageCols = 32;                 // dense columns staged per band
 constexpr int kStagePitch = kTileTokens + 4;   // uint16 elements per staged column
 constexpr int kMetaChunk = 72;                 // 64 bytes + 8 padding (bank spread, 8-byte aligned)
-constexpr int kMaxDevices = 64;
-#ifndef S24_SPLIT_MIN_BLOCKS
-#define S24_SPLIT_MIN_BLOCKS 2
-#endif
+constexpr int kMinBlocks = 2;                  // per SM: 128 registers (3 blocks spill, at half the speed)
 
 enum : int {
     F_SRC_VEC = 1,     // features % 16 == 0 and a 16-byte aligned source: the VEC kernel
@@ -74,10 +69,86 @@ struct Band {
     int32_t dcand;
 };
 
+// ---- phases of the kernel that work on whole bands ---------------------------------------------------------
+
+// Dense features below feature fb: a block-wide lower bound in the sorted dense_idx [k] (256-way search).
+// Every thread of the block calls it.
+__device__ __forceinline__ int64_t dense_before(const int32_t* dense_idx, int64_t k, int64_t fb) {
+    const int tid = threadIdx.x;
+    int64_t lo = 0, hi = k;
+    while (hi > lo) {
+        const int64_t step = (hi - lo + kThreads - 1) / kThreads;
+        const int64_t pos = lo + step * (tid + 1) - 1;
+        const int pred = (pos < hi) && (int64_t)__ldg(dense_idx + pos) < fb;
+        const int c = __syncthreads_count(pred);
+        const int64_t nlo = lo + step * c;
+        hi = min(hi, lo + step * (c + 1) - 1);
+        lo = nlo;
+    }
+    return lo;
+}
+
+// The dense features of the band starting at feature fb (dcand: thread t's candidate dense_idx entry):
+// dmask (bit fl: feature 16 warp + fl of the band is dense), dbase (dense features of the lower warps);
+// returns the band's count. Every thread of the block calls it.
+__device__ __forceinline__ int band_dense_mask(int64_t dcand, int64_t fb, uint32_t* s_dmask, uint32_t& dmask,
+                                               int& dbase) {
+    const int tid = threadIdx.x, warp = tid >> 5;
+    if (tid < kWarps) s_dmask[tid] = 0u;
+    __syncthreads();
+    const int64_t v = dcand;
+    const bool member = v < fb + kBand;  // and >= fb: dense_idx is sorted, j0 counts those below
+    if (member) atomicOr(&s_dmask[(v - fb) / kLaneFeatures], 1u << ((v - fb) % kLaneFeatures));
+    const int n_dense = __syncthreads_count(member);
+    dmask = s_dmask[warp];
+    for (int w = 0; w < warp; ++w) dbase += __popc(s_dmask[w]);
+    return n_dense;
+}
+
+// Store metadata (CUSPARSELT output): the warp's 16 features f0.. x 128 tokens, i.e. one 64-byte slab row
+// of four 64x32 blocks, from the lanes' bytes BW (r8 = fl % 8 of group g0 + lane) through the stage st.
+__device__ __forceinline__ void store_cusparselt_meta_band(const uint32_t (&BW)[2], uint8_t* st, uint8_t* out_meta,
+                                                           int64_t f0, int64_t g0, int64_t n_groups, int64_t out_cols,
+                                                           bool w8) {
+    const int lane = threadIdx.x & 31;
+    const int c = lane / 8, g8 = lane % 8;
+    __syncwarp();  // the previous band's reads of the stage are done
+#pragma unroll
+    for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cusparselt_meta_pos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
+    __syncwarp();
+    const uint2 v = *reinterpret_cast<const uint2*>(st + c * kMetaChunk + g8 * 8);
+    const int64_t group = g0 + 8 * c;  // first group of this lane's 64x32 block
+    if (group < n_groups) {
+        // rows f0 + g8: cusparselt_meta_in_block(f0) + g8 * 8, f0 % 16 == 0
+        uint8_t* p = out_meta + cusparselt_meta_block(f0 / 64, group / 8, out_cols) + ((f0 % 64) / 16) * 64 + g8 * 8;
+        if (w8) {
+            st8(p, v.x, v.y);
+        } else {
+#pragma unroll
+            for (int by = 0; by < 8; ++by) p[by] = (uint8_t)((by < 4 ? v.x : v.y) >> (8 * (by % 4)));
+        }
+    }
+}
+
+// Store the band's staged dense columns (the first min(n_dense, 32)): rows 4 g0 .. 4 g0 + 127 of
+// dense_cols [T, k], columns j0.., as row segments. Every thread of the block calls it.
+__device__ __forceinline__ void store_staged_dense_cols(const uint16_t (*s_stage)[kStagePitch], int n_dense, int64_t g0,
+                                                        int64_t T, int64_t k, int64_t j0, uint16_t* dense_cols) {
+    const int tid = threadIdx.x;
+    const int ns = min(n_dense, kStageCols);
+    // e / ns as a multiply-shift: exact for e < 2^12 (error < 2^-8, fraction <= 31/32)
+    const uint32_t recip = ns > 0 ? ((1u << 20) + (uint32_t)ns - 1u) / (uint32_t)ns : 0u;
+    for (int e = tid; e < kTileTokens * ns; e += kThreads) {
+        const int i = (int)(((uint32_t)e * recip) >> 20), r = e - i * ns;
+        const int64_t row = 4 * g0 + i;
+        if (row < T) dense_cols[row * k + j0 + r] = s_stage[r][i];
+    }
+}
+
 // VEC: features % 16 == 0 and the source aligned for whole-chunk vector loads (every warp's chunk is
 // complete or empty); otherwise element-wise loads with tails.
 template <bool BF16, int IN, int OUT, bool VEC>
-__global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(SplitArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) sparsify24_cols_split_kernel(SplitArgs a) {
     constexpr int KSH = OUT == S24_LAYOUT_DENSE ? 4 : 3;
     constexpr bool PACKED_IN = IN != S24_LAYOUT_DENSE;
     // lookup tables, indexed by byte offsets: [0, 128) unpack (uint2 per nibble), [128, 384) selection
@@ -186,22 +257,8 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         }
     };
 
-    // ---- first band: the dense features before it (block-wide lower bound in sorted dense_idx)
-    int64_t j0 = 0;
-    if (need_dense && band_begin < band_end) {
-        const int64_t fb = band_begin * kBand;
-        int64_t lo = 0, hi = a.k;
-        while (hi > lo) {
-            const int64_t step = (hi - lo + kThreads - 1) / kThreads;
-            const int64_t pos = lo + step * (tid + 1) - 1;
-            const int pred = (pos < hi) && (int64_t)__ldg(a.dense_idx + pos) < fb;
-            const int c = __syncthreads_count(pred);
-            const int64_t nlo = lo + step * c;
-            hi = min(hi, lo + step * (c + 1) - 1);
-            lo = nlo;
-        }
-        j0 = lo;
-    }
+    // ---- first band: the dense features before it
+    int64_t j0 = need_dense && band_begin < band_end ? dense_before(a.dense_idx, a.k, band_begin * kBand) : 0;
 
     Band<IN> cur, nxt;
     uint32_t M[4][2];
@@ -228,16 +285,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         // ---- dense features of this band (dense_cols)
         uint32_t dmask = 0u;
         int dbase = 0, n_dense = 0;
-        if (need_dense) {
-            if (tid < kWarps) s_dmask[tid] = 0u;
-            __syncthreads();
-            const int64_t v = cur.dcand;
-            const bool member = v < fb + kBand;  // and >= fb: dense_idx is sorted, j0 counts those below
-            if (member) atomicOr(&s_dmask[(v - fb) / kLaneFeatures], 1u << ((v - fb) % kLaneFeatures));
-            n_dense = __syncthreads_count(member);
-            dmask = s_dmask[warp];
-            for (int w = 0; w < warp; ++w) dbase += __popc(s_dmask[w]);
-        }
+        if (need_dense) n_dense = band_dense_mask(cur.dcand, fb, s_dmask, dmask, dbase);
         const int64_t j0_next = j0 + n_dense;
 
         // ---- prefetch the next band
@@ -390,108 +438,32 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
 
         // ---- cuSPARSELt metadata: 4 chunks (one per 8 groups) of this warp's 64-byte slab rows
         if constexpr (OUT == S24_LAYOUT_CUSPARSELT) {
-            if (nf > 0) {
-                uint8_t* st = s_meta[warp];
-                const int c = lane / 8, g8 = lane % 8;
-                __syncwarp();  // the previous band's reads of the stage are done
-#pragma unroll
-                for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cusparselt_meta_pos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
-                __syncwarp();
-                const uint2 v = *reinterpret_cast<const uint2*>(st + c * kMetaChunk + g8 * 8);
-                const int64_t group = g0 + 8 * c;  // first group of this lane's 64x32 block
-                if (group < n_groups) {
-                    // rows f0 + g8: cusparselt_meta_in_block(f0) + g8 * 8, f0 % 16 == 0
-                    uint8_t* p = out_meta + cusparselt_meta_block(f0 / 64, group / 8, a.out_cols) + ((f0 % 64) / 16) * 64 + g8 * 8;
-                    if ((a.flags & F_OUT_W4) != 0) {
-                        st8(p, v.x, v.y);
-                    } else {
-#pragma unroll
-                        for (int by = 0; by < 8; ++by) p[by] = (uint8_t)((by < 4 ? v.x : v.y) >> (8 * (by % 4)));
-                    }
-                }
-            }
+            if (nf > 0) store_cusparselt_meta_band(BW, s_meta[warp], out_meta, f0, g0, n_groups, a.out_cols,
+                                                   (a.flags & F_OUT_W4) != 0);
         }
 
         // ---- staged dense columns: rows of up to 32 contiguous elements
         if (need_dense) {
             __syncthreads();
-            const int ns = min(n_dense, kStageCols);
-            // e / ns as a multiply-shift: exact for e < 2^12 (error < 2^-8, fraction <= 31/32)
-            const uint32_t recip = ns > 0 ? ((1u << 20) + (uint32_t)ns - 1u) / (uint32_t)ns : 0u;
-            for (int e = tid; e < kTileTokens * ns; e += kThreads) {
-                const int i = (int)(((uint32_t)e * recip) >> 20), r = e - i * ns;
-                const int64_t row = 4 * g0 + i;
-                if (row < T) a.dense_cols[row * a.k + j0 + r] = s_stage[r][i];
-            }
+            store_staged_dense_cols(s_stage, n_dense, g0, a.T, a.k, j0, a.dense_cols);
         }
 
         j0 = j0_next;
         if (band + 1 < band_end) cur = nxt;
     }
 
-    // ---- totals
-    if (a.totals) {
-        unsigned long long b = before, kc = kept;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            b += __shfl_xor_sync(0xffffffffu, b, o);
-            kc += __shfl_xor_sync(0xffffffffu, kc, o);
-        }
-        if (lane == 0) {
-            s_tot[warp][0] = b;
-            s_tot[warp][1] = kc;
-        }
-        __syncthreads();
-        if (tid == 0) {
-            unsigned long long bs = 0, ks = 0;
-            for (int w = 0; w < kWarps; ++w) {
-                bs += s_tot[w][0];
-                ks += s_tot[w][1];
-            }
-            if (bs) atomicAdd(a.totals, bs);
-            if (ks) atomicAdd(a.totals + 1, ks);
-        }
-    }
+    if (a.totals) add_block_totals<kWarps>(before, kept, s_tot, a.totals);
 }
 
 // Launch with enough band splits to fill the machine with one wave of resident blocks.
-template <bool BF16, int IN, int OUT>
-void run_split(SplitArgs a, cudaStream_t stream, const char* what) {
-    static std::atomic<int> cache[kMaxDevices][2];
-    const bool vec = (a.flags & F_SRC_VEC) != 0;
-    auto kernel = vec ? split_kernel<BF16, IN, OUT, true> : split_kernel<BF16, IN, OUT, false>;
-    int dev = 0;
-    check_cuda(cudaGetDevice(&dev), what);
-    int per_sm = dev < kMaxDevices ? cache[dev][vec].load(std::memory_order_relaxed) : 0;
-    if (per_sm == 0) {
-        per_sm = blocks_per_sm(kernel, kThreads, 0, what);
-        if (dev < kMaxDevices) cache[dev][vec].store(per_sm, std::memory_order_relaxed);
-    }
-    const int64_t target = (int64_t)per_sm * device_sms(what);
+template <auto Kernel>
+void launch_split(SplitArgs a, cudaStream_t stream, const char* what) {
+    const int64_t target = wave_blocks<Kernel>(kThreads, what);
     a.band_splits = std::max<int64_t>(1, std::min<int64_t>(a.n_bands, target / a.tok_tiles));
     const int64_t blocks = a.tok_tiles * a.band_splits;
     if (blocks > 0x7fffffffLL) throw Error(S24_ERROR_NOT_SUPPORTED, std::string(what) + ": too many tokens");
-    kernel<<<(unsigned)blocks, kThreads, 0, stream>>>(a);
+    Kernel<<<(unsigned)blocks, kThreads, 0, stream>>>(a);
     check_launch(what);
-}
-
-template <bool BF16, int IN>
-void dispatch_out(const SplitArgs& a, s24_layout out_layout, cudaStream_t stream, const char* what) {
-    switch (out_layout) {
-        case S24_LAYOUT_CUSPARSELT: run_split<BF16, IN, S24_LAYOUT_CUSPARSELT>(a, stream, what); break;
-        case S24_LAYOUT_ROW: run_split<BF16, IN, S24_LAYOUT_ROW>(a, stream, what); break;
-        default: run_split<BF16, IN, S24_LAYOUT_DENSE>(a, stream, what); break;
-    }
-}
-
-template <bool BF16>
-void dispatch_in(const SplitArgs& a, s24_layout in_layout, s24_layout out_layout, cudaStream_t stream,
-                 const char* what) {
-    switch (in_layout) {
-        case S24_LAYOUT_CUSPARSELT: dispatch_out<BF16, S24_LAYOUT_CUSPARSELT>(a, out_layout, stream, what); break;
-        case S24_LAYOUT_ROW: dispatch_out<BF16, S24_LAYOUT_ROW>(a, out_layout, stream, what); break;
-        default: dispatch_out<BF16, S24_LAYOUT_DENSE>(a, out_layout, stream, what); break;
-    }
 }
 
 }  // namespace
@@ -530,8 +502,14 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
         if (aligned(t_packed, 8) && tokens % 4 == 0) flags |= F_OUT_DENSE8;
     }
     a.flags = flags;
-    if (dtype == S24_BF16) dispatch_in<true>(a, in_layout, out_layout, stream, what);
-    else dispatch_in<false>(a, in_layout, out_layout, stream, what);
+    with_bf16(dtype, [&](auto bf16) {
+        with_layout(in_layout, [&](auto in) {
+            with_layout(out_layout, [&](auto out) {
+                with_bools([&](auto vec) { launch_split<sparsify24_cols_split_kernel<bf16, in, out, vec>>(a, stream, what); },
+                           (flags & F_SRC_VEC) != 0);
+            });
+        });
+    });
 }
 
 }  // namespace cuda
