@@ -65,7 +65,6 @@ const char* s24_status_name(s24_status status) {
         case S24_OK: return "S24_OK";
         case S24_ERROR_INVALID_ARGUMENT: return "S24_ERROR_INVALID_ARGUMENT";
         case S24_ERROR_NOT_SUPPORTED: return "S24_ERROR_NOT_SUPPORTED";
-        case S24_ERROR_NOT_IMPLEMENTED: return "S24_ERROR_NOT_IMPLEMENTED";
         case S24_ERROR_BACKEND_UNAVAILABLE: return "S24_ERROR_BACKEND_UNAVAILABLE";
         case S24_ERROR_LIBRARY_NOT_FOUND: return "S24_ERROR_LIBRARY_NOT_FOUND";
         case S24_ERROR_CUDA: return "S24_ERROR_CUDA";

@@ -202,7 +202,7 @@ __device__ __forceinline__ void unpack_rows(const UnpackArgs& a) {
     }
 }
 
-// Generic consumer: one thread per group, scalar accesses (any alignment); grad copies the metadata
+// Generic path: one thread per group, scalar accesses (any alignment); grad copies the metadata
 // bytes in a separate loop.
 template <bool BF16, bool GRAD>
 __device__ __forceinline__ void unpack_rows_generic(const uint8_t* packed, const uint16_t* dy, uint8_t* out, int64_t rows,

@@ -49,27 +49,12 @@ __device__ __forceinline__ uint32_t block_scan(uint32_t v, uint32_t* s_warp, uin
     return v;
 }
 
-__global__ void __launch_bounds__(kSelThreads) select_dense_features_kernel(const int32_t* __restrict__ counts, int64_t n,
-                                                                   int64_t k, int32_t* __restrict__ dense_idx,
-                                                                   uint8_t* __restrict__ is_dense) {
-    __shared__ uint32_t s_hist[kSelWarps][256];
-    __shared__ uint32_t s_total[256];
-    __shared__ uint32_t s_warp[kSelWarps];
-    __shared__ uint32_t s_min[kSelWarps], s_max[kSelWarps];
-    __shared__ uint32_t s_digit, s_above;
+// Phase 1: min and max of the keys over the block (every thread gets both).
+__device__ __forceinline__ void key_range(const int32_t* counts, int64_t n, uint32_t* s_min, uint32_t* s_max,
+                                          uint32_t& mn, uint32_t& mx) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-
-    if (k <= 0 || k >= n) {  // nothing or everything
-        const bool all = k >= n;
-        for (int64_t i = tid; i < n; i += kSelThreads) {
-            if (all) dense_idx[i] = (int32_t)i;
-            if (is_dense) is_dense[i] = all ? 1 : 0;
-        }
-        return;
-    }
-
-    // 1. min / max
-    uint32_t mn = 0xffffffffu, mx = 0u;
+    mn = 0xffffffffu;
+    mx = 0u;
     for (int64_t i = tid; i < n; i += kSelThreads) {
         const uint32_t u = sel_key(counts, i);
         mn = min(mn, u);
@@ -91,11 +76,17 @@ __global__ void __launch_bounds__(kSelThreads) select_dense_features_kernel(cons
         mn = min(mn, s_min[w]);
         mx = max(mx, s_max[w]);
     }
+}
 
-    // 2. radix select: prefix holds the known bits of u*, above `shift + 8`
+// Phase 2: radix select of the k-th largest key u* (returned); gt = #{u > u*}.
+__device__ __forceinline__ uint32_t radix_select(const int32_t* counts, int64_t n, int64_t k, uint32_t mn, uint32_t mx,
+                                                 uint32_t (*s_hist)[256], uint32_t* s_total, uint32_t* s_digit,
+                                                 uint32_t* s_above, uint32_t& gt) {
+    const int tid = threadIdx.x, warp = tid >> 5;
+    // prefix holds the known bits of u*, above `shift + 8`
     uint32_t prefix = mx;
     uint32_t need = (uint32_t)k;  // rank of u* among the keys matching the known bits (1 = largest)
-    uint32_t gt = 0;              // keys known to be above u*
+    gt = 0;                       // keys known to be above u*
     const uint32_t diff = mn ^ mx;
     if (diff != 0) {
         const int top = 31 - __clz(diff);
@@ -120,22 +111,25 @@ __global__ void __launch_bounds__(kSelThreads) select_dense_features_kernel(cons
                 uint32_t above = 0;
                 for (int b = 255; b > tid; --b) above += s_total[b];
                 if (above < need && need <= above + s_total[tid]) {
-                    s_digit = (uint32_t)tid;
-                    s_above = above;
+                    *s_digit = (uint32_t)tid;
+                    *s_above = above;
                 }
             }
             __syncthreads();
-            const uint32_t d = s_digit, above = s_above;
+            const uint32_t d = *s_digit, above = *s_above;
             prefix = known | (d << shift);
             need -= above;
             gt += above;
             __syncthreads();
         }
     }
-    const uint32_t ustar = prefix;
-    const uint32_t need_eq = (uint32_t)k - gt;  // >= 1
+    return prefix;
+}
 
-    // 3. ordered pass
+// Phase 3: the ordered pass: dense_idx (ascending) and is_dense from u* and the keys above it.
+__device__ __forceinline__ void write_selection(const int32_t* counts, int64_t n, uint32_t ustar, uint32_t need_eq,
+                                                int32_t* dense_idx, uint8_t* is_dense, uint32_t* s_warp) {
+    const int tid = threadIdx.x;
     uint32_t gt_run = 0, eq_run = 0;
     const int64_t chunk = (int64_t)kSelThreads * kSelItems;
     for (int64_t base = 0; base < n; base += chunk) {
@@ -168,6 +162,29 @@ __global__ void __launch_bounds__(kSelThreads) select_dense_features_kernel(cons
         gt_run += total >> 16;
         eq_run += total & 0xffffu;
     }
+}
+
+__global__ void __launch_bounds__(kSelThreads) select_dense_features_kernel(const int32_t* __restrict__ counts, int64_t n,
+                                                                            int64_t k, int32_t* __restrict__ dense_idx,
+                                                                            uint8_t* __restrict__ is_dense) {
+    __shared__ uint32_t s_hist[kSelWarps][256];
+    __shared__ uint32_t s_total[256];
+    __shared__ uint32_t s_warp[kSelWarps];
+    __shared__ uint32_t s_min[kSelWarps], s_max[kSelWarps];
+    __shared__ uint32_t s_digit, s_above;
+
+    if (k <= 0 || k >= n) {  // nothing or everything
+        const bool all = k >= n;
+        for (int64_t i = threadIdx.x; i < n; i += kSelThreads) {
+            if (all) dense_idx[i] = (int32_t)i;
+            if (is_dense) is_dense[i] = all ? 1 : 0;
+        }
+        return;
+    }
+    uint32_t mn, mx, gt;
+    key_range(counts, n, s_min, s_max, mn, mx);
+    const uint32_t ustar = radix_select(counts, n, k, mn, mx, s_hist, s_total, &s_digit, &s_above, gt);
+    write_selection(counts, n, ustar, (uint32_t)k - gt, dense_idx, is_dense, s_warp);  // k - gt >= 1
 }
 
 }  // namespace

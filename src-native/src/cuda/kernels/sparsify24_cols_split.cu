@@ -105,6 +105,61 @@ __device__ __forceinline__ int band_dense_mask(int64_t dcand, int64_t fb, uint32
     return n_dense;
 }
 
+// Unpack: group q (features f0 + 4q ..) of the lane's 4 tokens from the band's words P and nibbles * 8
+// mm8: d[j][h] holds features 4q + 2h (low half) and 4q + 2h + 1 of token j.
+template <int IN, int NP>
+__device__ __forceinline__ void unpack_group(const uint32_t (&P)[4][NP], const uint32_t (&mm8)[4], const uint8_t* s_tab,
+                                             int q, uint32_t (&d)[4][2]) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if constexpr (IN != S24_LAYOUT_DENSE) {
+            const int pos = IN == S24_LAYOUT_CUSPARSELT ? (q == 0 ? 0 : q == 1 ? 16 : q == 2 ? 8 : 24) : 4 * q;
+            const uint32_t n8 = (mm8[j] >> pos) & 0x78u;  // nibble * 8
+            const uint2 e = *reinterpret_cast<const uint2*>(s_tab + n8);
+            d[j][0] = prmt(P[j][q], 0u, e.x);
+            d[j][1] = prmt(P[j][q], 0u, e.y);
+        } else {
+            d[j][0] = P[j][2 * q];
+            d[j][1] = P[j][2 * q + 1];
+        }
+    }
+}
+
+// Dense features of group q (bits qd of the band's dmask; qz: is_dense): their 4 tokens go to dense_cols
+// (the band's first 32 through the stage), then they are zeroed in d (a zero row and nibble 0x4 is what
+// the selection gives for zeros) and leave the count `before`.
+__device__ __forceinline__ void take_dense_features(uint32_t (&d)[4][2], int q, uint32_t qz, uint32_t qd, uint32_t dmask,
+                                                    int dbase, bool lane_active, int64_t tg, int64_t T, int64_t k,
+                                                    int64_t j0, uint16_t* dense_cols, uint16_t (*s_stage)[kStagePitch],
+                                                    uint32_t& before) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+        const int fl = 4 * q + p, h = p >> 1;
+        const uint32_t gsel = (p & 1) ? 0x7632u : 0x5410u;
+        const uint32_t w01 = __byte_perm(d[0][h], d[1][h], gsel), w23 = __byte_perm(d[2][h], d[3][h], gsel);
+        if ((qd >> p) & 1u) {
+            const int rank = dbase + __popc(dmask & ((1u << fl) - 1u));
+            if (rank < kStageCols) {
+                *reinterpret_cast<uint2*>(&s_stage[rank][4 * lane]) = make_uint2(w01, w23);  // shared memory
+            } else if (lane_active) {
+                const uint32_t vv[2] = {w01, w23};
+#pragma unroll
+                for (int jt = 0; jt < 4; ++jt) {
+                    const int64_t i = 4 * tg + jt;
+                    if (i < T) dense_cols[i * k + j0 + rank] = (uint16_t)(vv[jt >> 1] >> (16 * (jt & 1)));
+                }
+            }
+        }
+        if ((qz >> p) & 1u) {
+            before -= (uint32_t)(nonzero2(w01) + nonzero2(w23));
+            const uint32_t keep = (p & 1) ? 0x0000ffffu : 0xffff0000u;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) d[j][h] &= keep;
+        }
+    }
+}
+
 // Store metadata (CUSPARSELT output): the warp's 16 features f0.. x 128 tokens, i.e. one 64-byte slab row
 // of four 64x32 blocks, from the lanes' bytes BW (r8 = fl % 8 of group g0 + lane) through the stage st.
 __device__ __forceinline__ void store_cusparselt_meta_band(const uint32_t (&BW)[2], uint8_t* st, uint8_t* out_meta,
@@ -319,51 +374,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) sparsify24_cols_split_ke
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
             if (4 * q >= nf) break;  // warp-uniform
-            // unpack the 4 tokens' group q: d[j][h] holds features 4q + 2h (low half), 4q + 2h + 1
-            uint32_t d[4][2];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                if constexpr (PACKED_IN) {
-                    const int pos = IN == S24_LAYOUT_CUSPARSELT ? (q == 0 ? 0 : q == 1 ? 16 : q == 2 ? 8 : 24) : 4 * q;
-                    const uint32_t n8 = (mm8[j] >> pos) & 0x78u;  // nibble * 8
-                    const uint2 e = *reinterpret_cast<const uint2*>(s_tab + n8);
-                    d[j][0] = prmt(cur.P[j][q], 0u, e.x);
-                    d[j][1] = prmt(cur.P[j][q], 0u, e.y);
-                } else {
-                    d[j][0] = cur.P[j][2 * q];
-                    d[j][1] = cur.P[j][2 * q + 1];
-                }
-            }
-            // dense features of this group (rare): dense_cols, then zero them (a zero row and nibble
-            // 0x4 is what the selection gives for zeros; they leave the counts)
+            uint32_t d[4][2];  // the 4 tokens' group q: d[j][h] holds features 4q + 2h (low half), 4q + 2h + 1
+            unpack_group<IN>(cur.P, mm8, s_tab, q, d);
+            // dense features of this group (rare): dense_cols, then zero them
             const uint32_t qz = (zmask >> (4 * q)) & 0xfu, qd = (dmask >> (4 * q)) & 0xfu;
-            if ((qz | qd) != 0u) {
-#pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                    const int fl = 4 * q + p, h = p >> 1;
-                    const uint32_t gsel = (p & 1) ? 0x7632u : 0x5410u;
-                    const uint32_t w01 = __byte_perm(d[0][h], d[1][h], gsel), w23 = __byte_perm(d[2][h], d[3][h], gsel);
-                    if ((qd >> p) & 1u) {
-                        const int rank = dbase + __popc(dmask & ((1u << fl) - 1u));
-                        if (rank < kStageCols) {
-                            *reinterpret_cast<uint2*>(&s_stage[rank][4 * lane]) = make_uint2(w01, w23);  // shared memory
-                        } else if (lane_active) {
-                            const uint32_t vv[2] = {w01, w23};
-#pragma unroll
-                            for (int jt = 0; jt < 4; ++jt) {
-                                const int64_t i = 4 * tg + jt;
-                                if (i < T) a.dense_cols[i * a.k + j0 + rank] = (uint16_t)(vv[jt >> 1] >> (16 * (jt & 1)));
-                            }
-                        }
-                    }
-                    if ((qz >> p) & 1u) {
-                        before -= (uint32_t)(nonzero2(w01) + nonzero2(w23));
-                        const uint32_t keep = (p & 1) ? 0x0000ffffu : 0xffff0000u;
-#pragma unroll
-                        for (int j = 0; j < 4; ++j) d[j][h] &= keep;
-                    }
-                }
-            }
+            if ((qz | qd) != 0u)
+                take_dense_features(d, q, qz, qd, dmask, dbase, lane_active, tg, T, a.k, j0, a.dense_cols, s_stage, before);
             uint32_t kk[4][2];
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
