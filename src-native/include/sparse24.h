@@ -35,7 +35,6 @@ typedef enum s24_status {
     S24_OK = 0,
     S24_ERROR_INVALID_ARGUMENT = 1,    /* null pointer, bad shape, bad dtype, bad option value      */
     S24_ERROR_NOT_SUPPORTED = 2,       /* valid request this backend or device cannot do            */
-    S24_ERROR_NOT_IMPLEMENTED = 3,     /* not implemented on this backend yet                       */
     S24_ERROR_BACKEND_UNAVAILABLE = 4, /* no CUDA device or driver                                  */
     S24_ERROR_LIBRARY_NOT_FOUND = 5,   /* cuSPARSELt or cuBLASLt could not be loaded                */
     S24_ERROR_CUDA = 6,                /* a CUDA runtime call failed (message has the CUDA name)     */

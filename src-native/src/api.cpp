@@ -1,6 +1,7 @@
 // The C API front end: argument validation, error capture, locking, dispatch to the backend.
 // The FFN entry points are in ffn.cpp.
 #include "front.h"
+#include "layout.h"
 #include "shared.h"
 
 #include <cmath>
@@ -14,39 +15,11 @@ namespace {
 thread_local std::string last_error;
 }
 
-const char* dtype_name(s24_dtype dtype) {
-    switch (dtype) {
-        case S24_FP32: return "FP32";
-        case S24_BF16: return "BF16";
-        case S24_FP16: return "FP16";
-    }
-    return "unknown dtype";
-}
-
-const char* layout_name(s24_layout layout) {
-    switch (layout) {
-        case S24_LAYOUT_DENSE: return "DENSE";
-        case S24_LAYOUT_ROW: return "ROW";
-        case S24_LAYOUT_CUSPARSELT: return "CUSPARSELT";
-    }
-    return "unknown layout";
-}
-
 void check_dtype(const s24_context* ctx, s24_dtype dtype, const char* what) {
     require(dtype == S24_FP32 || dtype == S24_BF16 || dtype == S24_FP16, what, ": unknown dtype ", (int)dtype,
             " (expected S24_FP32, S24_BF16 or S24_FP16)");
     if (dtype == S24_FP32 && ctx->kind == S24_BACKEND_CUDA)
         fail(S24_ERROR_NOT_SUPPORTED, msg(what, ": FP32 is supported on the CPU backend only; use BF16 or FP16 on CUDA"));
-}
-
-size_t packed_bytes(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols) {
-    size_t elem = s24_dtype_size(dtype);
-    switch (layout) {
-        case S24_LAYOUT_DENSE: return (size_t)rows * cols * elem;
-        case S24_LAYOUT_ROW: return (size_t)rows * (cols / 2) * elem + (size_t)rows * ((cols / 4 + 1) / 2);
-        case S24_LAYOUT_CUSPARSELT: return (size_t)rows * (cols / 2) * elem + (size_t)rows * cols / 8;
-    }
-    return 0;
 }
 
 void set_last_error(const std::string& message) { last_error = message; }
@@ -68,8 +41,8 @@ void check_layout(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols
             ": unknown layout ", (int)layout);
     if (layout == S24_LAYOUT_CUSPARSELT) {
         require(dtype != S24_FP32, what, ": the CUSPARSELT layout holds 16-bit values (BF16 or FP16), not FP32");
-        require(rows % 64 == 0 && cols % 64 == 0, what, ": the CUSPARSELT layout needs rows and cols multiples of 64, got [",
-                rows, ", ", cols, "]");
+        require(cusparselt_shape(rows, cols), what, ": the CUSPARSELT layout needs rows and cols multiples of ",
+                kCusparseltMultiple, ", got [", rows, ", ", cols, "]");
     }
 }
 
@@ -93,7 +66,6 @@ const char* s24_status_name(s24_status status) {
         case S24_OK: return "S24_OK";
         case S24_ERROR_INVALID_ARGUMENT: return "S24_ERROR_INVALID_ARGUMENT";
         case S24_ERROR_NOT_SUPPORTED: return "S24_ERROR_NOT_SUPPORTED";
-        case S24_ERROR_NOT_IMPLEMENTED: return "S24_ERROR_NOT_IMPLEMENTED";
         case S24_ERROR_BACKEND_UNAVAILABLE: return "S24_ERROR_BACKEND_UNAVAILABLE";
         case S24_ERROR_LIBRARY_NOT_FOUND: return "S24_ERROR_LIBRARY_NOT_FOUND";
         case S24_ERROR_CUDA: return "S24_ERROR_CUDA";
@@ -110,14 +82,7 @@ const char* s24_last_error(void) { return last_error.c_str(); }
 
 const char* s24_version(void) { return "0.1.0"; }
 
-size_t s24_dtype_size(s24_dtype dtype) {
-    switch (dtype) {
-        case S24_FP32: return 4;
-        case S24_BF16: return 2;
-        case S24_FP16: return 2;
-    }
-    return 0;
-}
+size_t s24_dtype_size(s24_dtype dtype) { return (size_t)dtype_size(dtype); }
 
 s24_status s24_packed_size(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols, size_t* bytes) {
     return guarded([&] {

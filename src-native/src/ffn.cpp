@@ -78,7 +78,7 @@ struct BackwardScratch {
     explicit BackwardScratch(const s24_ffn& f) {
         const int64_t T = f.tokens, d = f.d_model, n = f.d_ff, k = f.dense_features;
         const bool split = f.options.sparse_backward, permute = split && f.options.permute_tokens;
-        const int64_t t_cols = f.t_layout == S24_LAYOUT_ROW ? (T + 3) / 4 * 4 : T;
+        const int64_t t_cols = split_out_cols(f.t_layout, T);
         ScratchPlan p;
         dy = p.add((size_t)T * n * elem(f));                                       // dYhat [T, f]
         dh = p.add(packed_bytes(f.y_layout, f.dtype, T, n));                       // dH, packed like Yhat

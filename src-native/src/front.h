@@ -2,6 +2,7 @@
 #pragma once
 
 #include "backend.h"
+#include "layout.h"
 #include "sparse24.h"
 
 #include <cstdint>
@@ -68,12 +69,9 @@ inline void require_pointer(const void* p, const char* name) {
     require(p != nullptr, name, " is NULL");
 }
 
-const char* dtype_name(s24_dtype dtype);
-const char* layout_name(s24_layout layout);
 void check_dtype(const s24_context* ctx, s24_dtype dtype, const char* what);
-size_t packed_bytes(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols);
 
-// Sub-allocates one scratch buffer: add() sizes, then base() the scratch, then at() the pointers.
+// Sub-allocates one scratch buffer: add() returns each part's offset (256-byte aligned), total() its size.
 class ScratchPlan {
 public:
     size_t add(size_t bytes) {

@@ -1,7 +1,9 @@
-// Host conversions between float and the 16-bit storage types (bf16, fp16).
+// Host conversions between float and the storage types (bf16, fp16; fp32 bits as they are).
 // float -> 16 bit rounds to nearest, ties to even; overflow gives infinity; NaN stays NaN (quieted,
 // sign and the top payload bits kept). 16 bit -> float is exact.
 #pragma once
+
+#include "sparse24.h"
 
 #include <cstdint>
 #include <cstring>
@@ -66,6 +68,26 @@ inline uint16_t float_to_fp16(float f) {
     const uint32_t half = 1U << (shift - 1U);
     if (rem > half || (rem == half && (q & 1U))) ++q;  // may carry into the smallest normal: correct
     return (uint16_t)(sign | q);
+}
+
+// ---- any dtype: raw storage bits (zero-extended to 32) <-> float -----------------------------------------
+
+// Value of raw bits (exact).
+inline float decode(uint32_t raw, s24_dtype dtype) {
+    switch (dtype) {
+        case S24_BF16: return bf16_to_float((uint16_t)raw);
+        case S24_FP16: return fp16_to_float((uint16_t)raw);
+        default: return bits_float(raw);
+    }
+}
+
+// Raw bits of the dtype value nearest to f (round to nearest even).
+inline uint32_t encode(float f, s24_dtype dtype) {
+    switch (dtype) {
+        case S24_BF16: return float_to_bf16(f);
+        case S24_FP16: return float_to_fp16(f);
+        default: return float_bits(f);
+    }
 }
 
 }  // namespace s24

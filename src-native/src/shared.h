@@ -1,37 +1,12 @@
 // Arithmetic shared by the CPU and CUDA backends, so that both compute exactly the same function:
-// the 2:4 metadata layouts, the 2:4 selection rule, and the token permutation.
+// the 2:4 selection rule and the token permutation (the packed layouts: layout.h).
 #pragma once
+
+#include "layout.h"
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define S24_HD __host__ __device__ __forceinline__
-#define S24_UNROLL _Pragma("unroll")
-#else
-#define S24_HD inline
-#define S24_UNROLL
-#endif
-
 namespace s24 {
-
-// ---- packed 2:4 layouts -----------------------------------------------------------------------------
-// Values: row-major [rows, cols/2] for every packed layout. Metadata follows the values.
-
-// Bytes of metadata per row in S24_LAYOUT_ROW.
-S24_HD int64_t row_layout_meta_stride(int64_t cols) { return (cols / 4 + 1) / 2; }
-
-// Byte offset (within the metadata) and nibble shift (0 or 4) of group g (columns 4g..4g+3) of row r.
-S24_HD int64_t row_layout_meta_byte(int64_t r, int64_t g, int64_t cols) {
-    return r * row_layout_meta_stride(cols) + g / 2;
-}
-S24_HD int row_layout_meta_shift(int64_t /*r*/, int64_t g) { return (int)(g & 1) * 4; }
-
-// cuSPARSELt's order (rows % 64 == 0, cols % 64 == 0): blocks of 64 rows x 32 columns take 256 bytes;
-// inside, 16-row slabs of 64 bytes; row r and row r+8 of a slab share a byte (low / high nibble).
-S24_HD int64_t cusparselt_meta_byte(int64_t r, int64_t g, int64_t cols) {
-    return (r / 64) * 8 * cols + (g / 8) * 256 + ((r % 64) / 16) * 64 + (r % 8) * 8 + (g % 4) * 2 + (g % 8) / 4;
-}
-S24_HD int cusparselt_meta_shift(int64_t r, int64_t /*g*/) { return (int)((r % 16) / 8) * 4; }
 
 // ---- the 2:4 selection rule -------------------------------------------------------------------------
 // Of 4 scores (relu(h) for the forward, |v| elsewhere) keep the 2 largest; ties go to the lower index.

@@ -1,6 +1,4 @@
-// Standalone test of the CPU reference backend (not part of the CMake build):
-//   g++ -std=c++17 -O2 -I src-native/include -I src-native/src src-native/tests/cpu_backend_test.cpp
-//       src-native/src/cpu/cpu_backend.cpp -o /tmp/cpu_test -pthread && /tmp/cpu_test
+// Unit test of the CPU reference backend: CMake builds it as s24_cpu_backend_test (bin/, run by `mvn test`).
 // Every check compares the backend with a naive computation written here from the documentation
 // (sparse24.h): double precision arithmetic, layouts addressed with the documented formulas, the 2:4
 // selection done by sorting. Exits 0 when everything passes.

@@ -118,7 +118,7 @@ public final class Sparse24Ops {
             }
             isDense[denseIdx[j]] = 1;
         }
-        long outCols = out != null && out.layout() == Layout.ROW ? (tokens + 3) / 4 * 4 : tokens;
+        long outCols = out != null ? out.layout().splitOutCols(tokens) : tokens;
         checkPacked(out, "out", ctx, src.dtype(), features, outCols);
         if (denseIdx.length > 0 || denseCols != null) {
             Args.tensor(denseCols, "denseCols", ctx, src.dtype(), "[tokens, k]", tokens, denseIdx.length);

@@ -6,6 +6,7 @@ import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.ShortPointer;
 import org.sparse24.binding.global.sparse24;
+import org.sparse24.internal.Shapes;
 
 /**
  * A dense row-major array in a context's memory (host memory for the CPU backend, device memory for CUDA),
@@ -35,7 +36,7 @@ public final class Tensor extends Resource {
     public static Tensor allocate(Sparse24 context, DType dtype, long... shape) {
         requireContext(context);
         requireDType(dtype);
-        long[] s = checkedShape(shape);
+        long[] s = Shapes.checked(shape);
         long elements = elementCount(s);
         return new Tensor(context, context.malloc(Math.multiplyExact(elements, (long) dtype.byteSize())), true,
                 dtype, s, elements);
@@ -70,7 +71,7 @@ public final class Tensor extends Resource {
         if (data == null || data.isNull()) {
             throw new IllegalArgumentException("data must be a non-null pointer into the context's memory");
         }
-        long[] s = checkedShape(shape);
+        long[] s = Shapes.checked(shape);
         return new Tensor(context, new Pointer(data), false, dtype, s, elementCount(s));
     }
 
@@ -216,23 +217,6 @@ public final class Tensor extends Resource {
         if (dtype == null) {
             throw new IllegalArgumentException("dtype must not be null (BF16, FP16 or FP32)");
         }
-    }
-
-    /**
-     * A copy of {@code shape} after checking it has at least one dimension and every size is >= 1
-     * ({@link IllegalArgumentException} otherwise).
-     */
-    public static long[] checkedShape(long... shape) {
-        if (shape == null || shape.length == 0) {
-            throw new IllegalArgumentException("shape must have at least one dimension");
-        }
-        for (int i = 0; i < shape.length; i++) {
-            if (shape[i] < 1) {
-                throw new IllegalArgumentException("shape[" + i + "] must be >= 1, got " + shape[i] + " in "
-                        + Arrays.toString(shape));
-            }
-        }
-        return shape.clone();
     }
 
     private static long elementCount(long[] shape) {

@@ -22,9 +22,6 @@
 namespace s24 {
 namespace {
 
-using cpu::decode;
-using cpu::element_size;
-using cpu::encode;
 using cpu::load;
 using cpu::load_raw;
 using cpu::PackedView;
@@ -159,7 +156,7 @@ public:
         if (col_counts) std::fill(col_counts, col_counts + cols, 0);
         NonzeroTotals counted;
         std::mutex counts_mutex;
-        parallel_for(rows, cpu::meta_row_block(layout), 8.0 * (double)cols, threads_, [&](int64_t begin, int64_t end) {
+        parallel_for(rows, meta_row_block(layout), 8.0 * (double)cols, threads_, [&](int64_t begin, int64_t end) {
             std::vector<int32_t> counts = make_buffer<int32_t>(col_counts ? cols : 0);
             int64_t before = 0, kept = 0;
             auto count_kept = [&](int64_t c) {
@@ -210,7 +207,7 @@ public:
                     void* packed) override {
         PackedWriter out(dtype, layout, rows, cols, packed);
         out.clear_meta();
-        parallel_for(rows, cpu::meta_row_block(layout), 8.0 * (double)cols, threads_, [&](int64_t begin, int64_t end) {
+        parallel_for(rows, meta_row_block(layout), 8.0 * (double)cols, threads_, [&](int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) {
                 for (int64_t g = 0; g < cols / 4; ++g) {
                     uint32_t raw[4];
@@ -251,8 +248,8 @@ public:
         }
         const PackedView y(dtype, layout, rows, cols, y_packed);
         const int64_t values_bytes = y.values_bytes();
-        const int64_t meta = cpu::meta_bytes(layout, rows, cols);
-        if (meta > 0) std::memcpy(static_cast<uint8_t*>(dh_packed) + values_bytes, y.meta(), (size_t)meta);
+        const size_t meta = packed_meta_bytes(layout, rows, cols);
+        if (meta > 0) std::memcpy(static_cast<uint8_t*>(dh_packed) + values_bytes, y.meta(), meta);
         parallel_for(rows, 1, 8.0 * (double)cols, threads_, [&](int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) {
                 for (int64_t g = 0; g < cols / 4; ++g) {
@@ -292,12 +289,12 @@ public:
         const PackedView src(dtype, in_layout, tokens, features, src_packed);
         auto token = [&](int64_t i) -> int64_t { return perm ? perm[i] : i; };
 
-        const int64_t out_cols = out_layout == S24_LAYOUT_ROW ? (tokens + 3) / 4 * 4 : tokens;
+        const int64_t out_cols = split_out_cols(out_layout, tokens);
         const int64_t groups = (tokens + 3) / 4;
         PackedWriter out(dtype, out_layout, features, out_cols, t_packed);
         out.clear_meta();
         NonzeroTotals counted;
-        parallel_for(features, cpu::meta_row_block(out_layout), 16.0 * (double)tokens, threads_,
+        parallel_for(features, meta_row_block(out_layout), 16.0 * (double)tokens, threads_,
                      [&](int64_t begin, int64_t end) {
             int64_t before = 0, kept = 0;
             for (int64_t f = begin; f < end; ++f) {
@@ -335,7 +332,7 @@ public:
 
     void gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
                      void* out) override {
-        const size_t row_bytes = (size_t)cols * element_size(dtype);
+        const size_t row_bytes = (size_t)cols * (size_t)dtype_size(dtype);
         const uint8_t* src = static_cast<const uint8_t*>(in);
         uint8_t* dst = static_cast<uint8_t*>(out);
         for (int64_t i = 0; i < rows; ++i) {
@@ -378,7 +375,7 @@ public:
 
     void scatter_rows(s24_dtype dtype, int64_t k, int64_t cols, const void* src, const int32_t* idx,
                       void* dst) override {
-        const size_t row_bytes = (size_t)cols * element_size(dtype);
+        const size_t row_bytes = (size_t)cols * (size_t)dtype_size(dtype);
         if (row_bytes == 0) return;
         for (int64_t j = 0; j < k; ++j)
             std::memcpy(static_cast<uint8_t*>(dst) + (size_t)idx[j] * row_bytes,

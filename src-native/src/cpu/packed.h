@@ -6,7 +6,7 @@
 #pragma once
 
 #include "half.h"
-#include "shared.h"
+#include "layout.h"
 #include "sparse24.h"
 
 #include <cstddef>
@@ -17,8 +17,6 @@ namespace s24 {
 namespace cpu {
 
 // ---- elements ----------------------------------------------------------------------------------------
-
-inline size_t element_size(s24_dtype dtype) { return dtype == S24_FP32 ? 4 : 2; }
 
 // Raw storage bits of element i (zero-extended to 32 bits).
 inline uint32_t load_raw(const void* base, s24_dtype dtype, int64_t i) {
@@ -41,26 +39,7 @@ inline void store_raw(void* base, s24_dtype dtype, int64_t i, uint32_t raw) {
     }
 }
 
-// Value of raw bits (exact).
-inline float decode(uint32_t raw, s24_dtype dtype) {
-    switch (dtype) {
-        case S24_BF16: return bf16_to_float((uint16_t)raw);
-        case S24_FP16: return fp16_to_float((uint16_t)raw);
-        default: return bits_float(raw);
-    }
-}
-
-// Raw bits of the dtype value nearest to f (round to nearest even).
-inline uint32_t encode(float f, s24_dtype dtype) {
-    switch (dtype) {
-        case S24_BF16: return float_to_bf16(f);
-        case S24_FP16: return float_to_fp16(f);
-        default: return float_bits(f);
-    }
-}
-
 inline float load(const void* base, s24_dtype dtype, int64_t i) { return decode(load_raw(base, dtype, i), dtype); }
-inline void store(void* base, s24_dtype dtype, int64_t i, float f) { store_raw(base, dtype, i, encode(f, dtype)); }
 
 // ---- 2:4 nibbles ---------------------------------------------------------------------------------------
 
@@ -69,27 +48,11 @@ inline int nibble_second(unsigned nibble) { return (int)((nibble >> 2) & 3U); }
 
 // ---- packed matrices -------------------------------------------------------------------------------------
 
-// Bytes of metadata of a packed [rows, cols] matrix (0 for DENSE).
-inline int64_t meta_bytes(s24_layout layout, int64_t rows, int64_t cols) {
-    switch (layout) {
-        case S24_LAYOUT_ROW: return rows * row_layout_meta_stride(cols);
-        case S24_LAYOUT_CUSPARSELT: return rows * cols / 8;
-        default: return 0;
-    }
-}
-
-// Rows whose metadata shares no byte with rows outside their aligned block: a parallel loop over rows
-// that writes metadata splits only at multiples of this.
-inline int64_t meta_row_block(s24_layout layout) { return layout == S24_LAYOUT_CUSPARSELT ? 64 : 1; }
-
-// A [rows, cols] 2:4 matrix in `layout` (cols % 4 == 0 for packed layouts; a DENSE matrix may have any
-// cols, groups then run past the last column and read as zero there).
+// A [rows, cols] 2:4 matrix in `layout` (cols % 4 == 0 for packed layouts).
 class PackedView {
 public:
     PackedView(s24_dtype dtype, s24_layout layout, int64_t rows, int64_t cols, const void* data)
         : dtype_(dtype), layout_(layout), rows_(rows), cols_(cols), data_(static_cast<const uint8_t*>(data)) {}
-
-    int64_t groups() const { return (cols_ + 3) / 4; }
 
     unsigned nibble(int64_t r, int64_t g) const {
         const uint8_t byte = meta()[meta_byte(r, g)];
@@ -110,21 +73,9 @@ public:
 
     float value(int64_t r, int64_t c) const { return decode(raw(r, c), dtype_); }
 
-    // Raw bits of group g of row r (columns past cols read as 0).
-    void group_raw(int64_t r, int64_t g, uint32_t out[4]) const {
-        for (int j = 0; j < 4; ++j) {
-            const int64_t c = 4 * g + j;
-            out[j] = c < cols_ ? raw(r, c) : 0;
-        }
-    }
-
-    int64_t meta_byte(int64_t r, int64_t g) const {
-        return layout_ == S24_LAYOUT_CUSPARSELT ? cusparselt_meta_byte(r, g, cols_) : row_layout_meta_byte(r, g, cols_);
-    }
-    int meta_shift(int64_t r, int64_t g) const {
-        return layout_ == S24_LAYOUT_CUSPARSELT ? cusparselt_meta_shift(r, g) : row_layout_meta_shift(r, g);
-    }
-    int64_t values_bytes() const { return layout_ == S24_LAYOUT_DENSE ? 0 : rows_ * (cols_ / 2) * (int64_t)element_size(dtype_); }
+    int64_t meta_byte(int64_t r, int64_t g) const { return s24::meta_byte(layout_, r, g, cols_); }
+    int meta_shift(int64_t r, int64_t g) const { return s24::meta_shift(layout_, r, g); }
+    int64_t values_bytes() const { return (int64_t)packed_values_bytes(layout_, dtype_size(dtype_), rows_, cols_); }
     const uint8_t* meta() const { return data_ + values_bytes(); }
 
 protected:
@@ -142,8 +93,8 @@ public:
         : PackedView(dtype, layout, rows, cols, data), out_(static_cast<uint8_t*>(data)) {}
 
     void clear_meta() {
-        const int64_t bytes = meta_bytes(layout_, rows_, cols_);
-        if (bytes > 0) std::memset(out_ + values_bytes(), 0, (size_t)bytes);
+        const size_t bytes = packed_meta_bytes(layout_, rows_, cols_);
+        if (bytes > 0) std::memset(out_ + values_bytes(), 0, bytes);
     }
 
     // Group g of row r keeps raw0 at column 4g + first(nibble) and raw1 at 4g + second(nibble).

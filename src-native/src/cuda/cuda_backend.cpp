@@ -1,20 +1,21 @@
-// The CUDA backend: device, stream, memory, events, the layout probe, spmm (cuSPARSELt) and gemm
-// (cuBLASLt) with cached plans; every other building block forwards to the kernels of kernels.h.
+// The CUDA backend: device, stream, memory, events, spmm (cuSPARSELt) and gemm (cuBLASLt) with cached
+// plans; every other building block forwards to the kernels of kernels.h. The layout probe (run at
+// creation) is in layout_probe.cpp.
 //
 // Threading: the front end serializes the calls on one context, but they may come from different
 // threads, so every method that touches CUDA first makes the context's device current.
 // Errors: every failure throws s24::Error (CUDA -> S24_ERROR_CUDA, cuSPARSELt -> S24_ERROR_CUSPARSELT,
 // cuBLASLt -> S24_ERROR_CUBLAS, cudaMalloc -> S24_ERROR_OUT_OF_MEMORY). Nothing prints, nothing aborts.
-#include "cuda/cuda_backend.h"
-
 #include "backend.h"
 #include "cuda/cublaslt_ops.h"
 #include "cuda/cuda_util.h"
 #include "cuda/cusparselt_ops.h"
 #include "cuda/kernels.h"
+#include "cuda/layout_probe.h"
 #include "cuda/loader.h"
+#include "cuda/random_operands.h"
 #include "half.h"
-#include "shared.h"
+#include "layout.h"
 #include "sparse24.h"
 
 #include <cuda_runtime.h>
@@ -42,56 +43,10 @@ bool env_flag(const char* name) {
 
 bool is16(s24_dtype dtype) { return dtype == S24_BF16 || dtype == S24_FP16; }
 
-const char* dtype_label(s24_dtype dtype) { return dtype == S24_BF16 ? "bf16" : dtype == S24_FP16 ? "fp16" : "fp32"; }
-
-// Bytes of a [rows, cols] 16-bit matrix packed in the CUSPARSELT layout (values + metadata).
-size_t cusparselt_packed_bytes(int64_t rows, int64_t cols) {
-    return (size_t)rows * (size_t)(cols / 2) * 2 + (size_t)rows * (size_t)cols / 8;
-}
-
-// ---- host-side random test data (exactly representable in bf16 and fp16) ------------------------------
-
-uint16_t encode(float v, s24_dtype dtype) { return dtype == S24_BF16 ? float_to_bf16(v) : float_to_fp16(v); }
-float decode(uint16_t h, s24_dtype dtype) { return dtype == S24_BF16 ? bf16_to_float(h) : fp16_to_float(h); }
-
-struct Rng {
-    uint64_t counter;
-    uint64_t next() { return splitmix64(counter++); }
-};
-
-// n values (n % 4 == 0) that are 2:4 along the flat order: in each group of 4, two distinct positions
-// (uniform over the 6 pairs) hold non-zero multiples of 1/8 in [-2, 2]; the other two are zero.
-std::vector<uint16_t> random_24(size_t n, s24_dtype dtype, uint64_t seed) {
-    static const int pairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
-    std::vector<uint16_t> out(n, encode(0.0f, dtype));
-    Rng rng{seed};
-    for (size_t g = 0; g + 4 <= n; g += 4) {
-        const uint64_t r = rng.next();
-        const int* pair = pairs[r % 6];
-        for (int i = 0; i < 2; ++i) {
-            const uint64_t bits = r >> (8 + 8 * i);
-            float v = (float)((bits & 15) + 1) / 8.0f;
-            if (bits & 16) v = -v;
-            out[g + pair[i]] = encode(v, dtype);
-        }
-    }
-    return out;
-}
-
-// n values, multiples of 1/8 in [-1, 1].
-std::vector<uint16_t> random_dense(size_t n, s24_dtype dtype, uint64_t seed) {
-    std::vector<uint16_t> out(n);
-    Rng rng{seed};
-    for (size_t i = 0; i < n; ++i) out[i] = encode((float)((int)(rng.next() % 17) - 8) / 8.0f, dtype);
-    return out;
-}
-
 class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(int device);
     ~CudaBackend() override;
-
-    const std::string& probe_report() const { return probe_report_; }
 
     // --- context -----------------------------------------------------------------------------------
     void info(s24_context_info* info) const override {
@@ -187,7 +142,7 @@ public:
 
     // --- what the FFN uses ---------------------------------------------------------------------------
     s24_layout ffn_layout(s24_dtype dtype, int64_t rows, int64_t cols) const override {
-        if (sparse_ && is16(dtype) && rows > 0 && cols > 0 && rows % 64 == 0 && cols % 64 == 0 &&
+        if (sparse_ && is16(dtype) && rows > 0 && cols > 0 && cusparselt_shape(rows, cols) &&
             rows <= kMaxElements / cols)
             return S24_LAYOUT_CUSPARSELT;
         return S24_LAYOUT_DENSE;
@@ -200,7 +155,7 @@ public:
     bool sparse_gemm_available(s24_dtype dtype, int64_t m, int64_t n, int64_t k, s24_layout layout) const override {
         if (layout != S24_LAYOUT_CUSPARSELT || !sparse_ || !is16(dtype)) return false;
         if (m <= 0 || n <= 0 || k <= 0) return false;
-        if (m % 64 != 0 || k % 64 != 0 || n % 8 != 0) return false;
+        if (!cusparselt_shape(m, k) || n % 8 != 0) return false;
         return m <= kMaxElements / k && n <= kMaxElements / k && m <= kMaxElements / n;
     }
 
@@ -228,8 +183,7 @@ public:
     void select_dense_features(int64_t features, const int32_t* counts, int64_t k, int32_t* dense_idx,
                                uint8_t* is_dense) override {
         use_device();
-        void* workspace = select_ws_.get(select_dense_features_workspace(features), stream_);
-        launch_select_dense_features(features, counts, k, dense_idx, is_dense, workspace, stream_);
+        launch_select_dense_features(features, counts, k, dense_idx, is_dense, stream_);
     }
     void sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t features, const void* src_packed,
                                s24_layout in_layout, const int32_t* perm, const uint8_t* is_dense,
@@ -294,10 +248,6 @@ private:
 
     SparseLt::Plan& spmm_plan(const SpmmKey& key);
     std::unique_ptr<SparseLt::Plan> validated_plan(std::unique_ptr<SparseLt::Plan> plan);
-    bool probe_layout();
-    void probe_one(s24_dtype dtype, int64_t rows, int64_t cols, std::string& mismatch);
-    void upload_tiled(void* dst, size_t elements, const std::vector<uint16_t>& pattern);
-    std::vector<uint16_t> download16(const void* src, size_t elements);
 
     int device_;
     cudaStream_t stream_ = nullptr;  // the legacy default stream until set_stream
@@ -318,7 +268,6 @@ private:
     DeviceBuffer dense_a_{"decompressed spmm operand"};
     DeviceBuffer repack_{"cuSPARSELt-compressed spmm operand"};
     DeviceBuffer repack_tmp_{"cuSPARSELt compression buffer"};
-    DeviceBuffer select_ws_{"dense-feature selection workspace"};
     DeviceBuffer c_rows_{"row-major spmm product before its transpose"};
 
     std::unique_ptr<BlasLt> blas_;
@@ -370,7 +319,11 @@ CudaBackend::CudaBackend(int device) : device_(device) {
             probe_report_ = std::string("no layout probe: ") + e.what() + "; spmm runs densely";
         }
     }
-    if (sparse_) direct_layout_ = probe_layout();
+    if (sparse_) {
+        const LayoutProbe probe = probe_cusparselt_layout(*sparse_, stream_);
+        direct_layout_ = probe.direct;
+        probe_report_ = probe.report;
+    }
     // A probe that faulted leaves the context unusable: say so now rather than on a later call.
     err = cudaDeviceSynchronize();
     if (err != cudaSuccess) fail(S24_ERROR_CUDA, cuda_error_text(err, "cudaDeviceSynchronize (after the layout probe)"));
@@ -385,7 +338,6 @@ CudaBackend::~CudaBackend() {
     (void)cudaDeviceSynchronize();
     sparse_.reset();
     blas_.reset();
-    select_ws_.release();
     c_rows_.release();
     repack_tmp_.release();
     repack_.release();
@@ -396,108 +348,13 @@ CudaBackend::~CudaBackend() {
     (void)cudaGetLastError();
 }
 
-// ---- host <-> device helpers of the probe and the plan validation ---------------------------------------
-
-void CudaBackend::upload_tiled(void* dst, size_t elements, const std::vector<uint16_t>& pattern) {
-    char* out = static_cast<char*>(dst);
-    for (size_t done = 0; done < elements;) {
-        const size_t chunk = std::min(pattern.size(), elements - done);
-        // From pageable memory the call returns once the host buffer has been consumed: reusable at once.
-        check_cuda(cudaMemcpyAsync(out + done * 2, pattern.data(), chunk * 2, cudaMemcpyHostToDevice, stream_),
-                   "cudaMemcpyAsync (host to device)");
-        done += chunk;
-    }
-    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-}
-
-std::vector<uint16_t> CudaBackend::download16(const void* src, size_t elements) {
-    std::vector<uint16_t> out(elements);
-    check_cuda(cudaMemcpyAsync(out.data(), src, elements * 2, cudaMemcpyDeviceToHost, stream_),
-               "cudaMemcpyAsync (device to host)");
-    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-    return out;
-}
-
-// ---- the layout probe ---------------------------------------------------------------------------------
-// Compresses random 2:4 matrices with cuSPARSELt (plan-based cusparseLtSpMMACompress, A row-major op N,
-// as spmm uses it) and with our launch_compress24(..., S24_LAYOUT_CUSPARSELT, ...) and compares the bytes.
-
-void CudaBackend::probe_one(s24_dtype dtype, int64_t rows, int64_t cols, std::string& mismatch) {
-    const SpmmKey key{(int)dtype, rows, 64, cols, false, false};
-    std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
-    const size_t expected = cusparselt_packed_bytes(rows, cols);
-    const std::string where = std::string(dtype_label(dtype)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
-    if (plan->compressed_bytes != expected) {
-        mismatch = where + ": cusparseLtSpMMACompressedSize reports " + std::to_string(plan->compressed_bytes) +
-                   " bytes, the CUSPARSELT layout has " + std::to_string(expected);
-        return;
-    }
-    const size_t elements = (size_t)rows * (size_t)cols;
-    const std::vector<uint16_t> host = random_24(elements, dtype, 0x24c0ffeeULL + (uint64_t)rows * 131 + (uint64_t)dtype);
-    DeviceBuffer dense("layout probe: dense"), theirs("layout probe: cuSPARSELt"), ours("layout probe: kernels"),
-        buffer("layout probe: compression buffer");
-    void* d_dense = dense.get(elements * 2, stream_);
-    void* d_theirs = theirs.get(expected, stream_);
-    void* d_ours = ours.get(expected, stream_);
-    void* d_buffer = buffer.get(plan->compress_buffer_bytes, stream_);
-    upload_tiled(d_dense, elements, host);
-    check_cuda(cudaMemsetAsync(d_theirs, 0, expected, stream_), "cudaMemsetAsync");
-    check_cuda(cudaMemsetAsync(d_ours, 0, expected, stream_), "cudaMemsetAsync");
-    sparse_->compress(*plan, d_dense, d_theirs, d_buffer, stream_);
-    launch_compress24(dtype, rows, cols, d_dense, S24_LAYOUT_CUSPARSELT, d_ours, stream_);
-    std::vector<uint8_t> a(expected), b(expected);
-    check_cuda(cudaMemcpyAsync(a.data(), d_theirs, expected, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
-    check_cuda(cudaMemcpyAsync(b.data(), d_ours, expected, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
-    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-    size_t diffs = 0, first = expected;
-    for (size_t i = 0; i < expected; ++i)
-        if (a[i] != b[i]) {
-            if (first == expected) first = i;
-            ++diffs;
-        }
-    if (diffs == 0) return;
-    const size_t values_bytes = elements;  // rows * cols/2 values of 2 bytes
-    char detail[160];
-    std::snprintf(detail, sizeof detail, "byte %zu (%s) is 0x%02x from cuSPARSELt, 0x%02x from launch_compress24",
-                  first, first < values_bytes ? "values" : "metadata", (unsigned)a[first], (unsigned)b[first]);
-    mismatch = where + ": " + std::to_string(diffs) + " of " + std::to_string(expected) + " bytes differ; first: " + detail;
-}
-
-bool CudaBackend::probe_layout() {
-    try {
-        // Two shapes per dtype: 2x8 and 3x10 blocks of 64 rows x 32 columns, so both strides of the
-        // metadata layout are exercised with power-of-two and other multiples.
-        const int64_t shapes[2][2] = {{128, 256}, {192, 320}};
-        for (s24_dtype dtype : {S24_BF16, S24_FP16})
-            for (const auto& shape : shapes) {
-                std::string mismatch;
-                probe_one(dtype, shape[0], shape[1], mismatch);
-                if (!mismatch.empty()) {
-                    probe_report_ = "CUSPARSELT layout differs from cuSPARSELt's compression (" + mismatch +
-                                    "); spmm re-packs with cusparseLtSpMMACompress";
-                    return false;
-                }
-            }
-        probe_report_ = "CUSPARSELT layout matches cuSPARSELt's compression (bf16, fp16; 128x256, 192x320)";
-        return true;
-    } catch (const Error& e) {
-        probe_report_ = std::string("layout probe failed: ") + e.what() + "; spmm re-packs with cusparseLtSpMMACompress";
-    } catch (const std::exception& e) {
-        probe_report_ = std::string("layout probe failed: ") + e.what();
-    } catch (...) {
-        probe_report_ = "layout probe failed: unknown exception";
-    }
-    (void)cudaGetLastError();
-    return false;
-}
-
 // ---- spmm ---------------------------------------------------------------------------------------------
 
 SparseLt::Plan& CudaBackend::spmm_plan(const SpmmKey& key) {
     if (SparseLt::Plan* plan = sparse_->find(key)) return *plan;
     std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
     // Our packed buffer is used as is only where the probe matched and the plan expects exactly its size.
-    plan->direct = direct_layout_ && plan->compressed_bytes == cusparselt_packed_bytes(key.m, key.k);
+    plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, (s24_dtype)key.dtype, key.m, key.k);
     if (key.search || validate_plans_) plan = validated_plan(std::move(plan));
     return sparse_->insert(std::move(plan));
 }
@@ -522,15 +379,15 @@ std::unique_ptr<SparseLt::Plan> CudaBackend::validated_plan(std::unique_ptr<Spar
     void* d_b = b_buf.get(b_elems * 2, stream_);
     void* d_ref = ref.get(c_elems * 2, stream_);
     void* d_out = out.get(c_elems * 2, stream_);
-    upload_tiled(d_a, a_elems, random_24(pattern_a, dtype, 0xa11ce ^ (uint64_t)m));
-    upload_tiled(d_b, b_elems, random_dense(pattern_b, dtype, 0xb0b ^ (uint64_t)n));
+    upload_tiled(d_a, a_elems, random_24(pattern_a, dtype, 0xa11ce ^ (uint64_t)m), stream_);
+    upload_tiled(d_b, b_elems, random_dense(pattern_b, dtype, 0xb0b ^ (uint64_t)n), stream_);
     sparse_->compress(*plan, d_a, d_ac, d_tmp, stream_);
     dense_product(dtype, m, n, k, d_a, d_b, key.b_transposed, d_ref, false);
-    const std::vector<uint16_t> want = download16(d_ref, c_elems);
+    const std::vector<uint16_t> want = download16(d_ref, c_elems, stream_);
 
     // max |got - want| / max |want|; infinite if got has a NaN or an infinity where want is finite.
     auto relative_error = [&](const void* d_got) -> double {
-        const std::vector<uint16_t> got = download16(d_got, c_elems);
+        const std::vector<uint16_t> got = download16(d_got, c_elems, stream_);
         double max_diff = 0.0, max_ref = 0.0;
         for (size_t i = 0; i < c_elems; ++i) {
             const double w = decode(want[i], dtype), g = decode(got[i], dtype);
@@ -574,7 +431,7 @@ std::unique_ptr<SparseLt::Plan> CudaBackend::validated_plan(std::unique_ptr<Spar
 void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
                        const void* b, bool b_transposed, void* c, bool c_transposed) {
     use_device();
-    const size_t es = dtype_bytes(dtype);
+    const size_t es = (size_t)dtype_size(dtype);
     if (a_layout == S24_LAYOUT_CUSPARSELT && sparse_gemm_available(dtype, m, n, k, a_layout) &&
         aligned(a_packed, 16) && aligned(b, 16) && aligned(c, 16)) {
         // cuSPARSELt only ever writes a row-major C: on an H100 a column-major C with fp16 and a searched
@@ -607,12 +464,6 @@ void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const v
 }
 
 }  // namespace
-
-const char* layout_probe_report(const Backend* backend) {
-    const CudaBackend* cuda = dynamic_cast<const CudaBackend*>(backend);
-    return cuda != nullptr ? cuda->probe_report().c_str() : nullptr;
-}
-
 }  // namespace cuda
 
 std::unique_ptr<Backend> create_cuda_backend(int device) {

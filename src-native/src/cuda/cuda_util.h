@@ -1,4 +1,4 @@
-// Small helpers of the CUDA backend glue: CUDA error checks and a growing device buffer.
+// Small host helpers of the CUDA backend and its kernels: CUDA error checks, alignment, a growing device buffer.
 #pragma once
 
 #include "backend.h"
@@ -38,8 +38,6 @@ inline void* device_malloc(size_t bytes, const char* what) {
     return p;
 }
 
-inline size_t dtype_bytes(s24_dtype dtype) { return dtype == S24_FP32 ? 4 : 2; }
-
 inline cudaDataType cuda_type(s24_dtype dtype) {
     switch (dtype) {
         case S24_BF16: return CUDA_R_16BF;
@@ -49,6 +47,8 @@ inline cudaDataType cuda_type(s24_dtype dtype) {
 }
 
 inline bool aligned(const void* p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // One device allocation that only grows. Growing waits for `stream` (work in flight may still use the
 // old allocation), frees, and allocates the larger size; contents are not kept.

@@ -1,5 +1,5 @@
-// Helpers shared by the CUDA kernels (kernels_*.cu): launch checks, device queries, 16-bit float bit
-// tricks and the 2:4 selection network on packed integer keys.
+// Helpers shared by the CUDA kernels (kernels/*.cu): run-time to compile-time dispatch, launch checks and
+// grids, block totals, 16-bit float bit tricks and the 2:4 selection network on packed integer keys.
 //
 // The selection rule is shared.h's select24 (keep the 2 largest scores, ties to the lower index, NaN
 // below everything). On the GPU it runs on integer keys that order exactly like select24's scores:
@@ -12,6 +12,7 @@
 #pragma once
 
 #include "backend.h"
+#include "cuda/cuda_util.h"
 #include "shared.h"
 #include "sparse24.h"
 
@@ -19,9 +20,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace s24 {
 namespace cuda {
@@ -29,25 +33,14 @@ namespace detail {
 
 // ---- host side --------------------------------------------------------------------------------------
 
-[[noreturn]] inline void throw_cuda(const char* what, cudaError_t e) {
-    throw Error(S24_ERROR_CUDA, std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
-}
-
 // After a kernel launch: throws S24_ERROR_CUDA naming the launcher if the launch failed.
-inline void check_launch(const char* what) {
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) throw_cuda(what, e);
-}
-
-inline void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) throw_cuda(what, e);
-}
+inline void check_launch(const char* what) { check_cuda(cudaGetLastError(), what); }
 
 // Multiprocessors of the current device.
 inline int device_sms(const char* what) {
     int dev = 0, sms = 0;
-    check(cudaGetDevice(&dev), what);
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), what);
+    check_cuda(cudaGetDevice(&dev), what);
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), what);
     return sms > 0 ? sms : 1;
 }
 
@@ -55,13 +48,70 @@ inline int device_sms(const char* what) {
 template <class Kernel>
 inline int blocks_per_sm(Kernel kernel, int threads, size_t smem, const char* what) {
     int n = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem), what);
     return n > 0 ? n : 1;
 }
 
-inline bool aligned(const void* p, size_t a) { return ((uintptr_t)p % a) == 0; }
+constexpr int kMaxDevices = 64;  // devices whose occupancy is cached
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Blocks of `Kernel` (`threads` each) resident on the whole current device at once: one wave of a
+// persistent kernel. The occupancy is looked up once per device and kernel.
+template <auto Kernel>
+int64_t wave_blocks(int threads, const char* what) {
+    static std::atomic<int> cache[kMaxDevices];
+    int dev = 0;
+    check_cuda(cudaGetDevice(&dev), what);
+    int per_sm = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
+    if (per_sm == 0) {
+        per_sm = blocks_per_sm(Kernel, threads, 0, what);
+        if (dev < kMaxDevices) cache[dev].store(per_sm, std::memory_order_relaxed);
+    }
+    return (int64_t)per_sm * device_sms(what);
+}
+
+// Launches a persistent kernel over `units` work units: one wave of resident blocks (or fewer, one unit
+// each at least).
+template <auto Kernel, class Args>
+void launch_persistent(const Args& args, int64_t units, int threads, cudaStream_t stream, const char* what) {
+    const int64_t grid = std::min<int64_t>(units, wave_blocks<Kernel>(threads, what));
+    Kernel<<<(int)grid, threads, 0, stream>>>(args);
+    check_launch(what);
+}
+
+// Blocks of a grid-stride loop over n items: ceil(n / threads), at least 1, at most max_blocks.
+inline int stride_grid(int64_t n, int threads, int64_t max_blocks) {
+    return (int)std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, threads), max_blocks));
+}
+
+// ---- run-time choices as template arguments -------------------------------------------------------------
+// One generic lambda instead of a ladder per kernel: body receives std::true_type / std::false_type (or
+// std::integral_constant<int, layout>) and instantiates the matching kernel.
+
+template <class Body>
+void with_bools(Body&& body) {
+    body();
+}
+// body(std::bool_constant<b0>{}, std::bool_constant<b1>{}, ...) for run-time bools b0, b1, ...
+template <class Body, class... Rest>
+void with_bools(Body&& body, bool first, Rest... rest) {
+    if (first) with_bools([&](auto... later) { body(std::true_type{}, later...); }, rest...);
+    else with_bools([&](auto... later) { body(std::false_type{}, later...); }, rest...);
+}
+
+// The kernels' 16-bit dtypes: true for BF16, false for FP16.
+template <class Body>
+void with_bf16(s24_dtype dtype, Body&& body) {
+    with_bools(body, dtype == S24_BF16);
+}
+
+template <class Body>
+void with_layout(s24_layout layout, Body&& body) {
+    switch (layout) {
+        case S24_LAYOUT_CUSPARSELT: body(std::integral_constant<int, S24_LAYOUT_CUSPARSELT>{}); break;
+        case S24_LAYOUT_ROW: body(std::integral_constant<int, S24_LAYOUT_ROW>{}); break;
+        default: body(std::integral_constant<int, S24_LAYOUT_DENSE>{}); break;
+    }
+}
 
 // ---- device side ------------------------------------------------------------------------------------
 
@@ -218,6 +268,35 @@ __device__ __forceinline__ uint4 sel_lookup(const void* table, uint32_t off) {
         return make_uint4(v.x, v.y, 0u, 0u);
     } else {
         return *reinterpret_cast<const uint4*>(static_cast<const char*>(table) + off);
+    }
+}
+
+// ---- block reductions -------------------------------------------------------------------------------------
+
+// Adds the block's sums of a and b to totals[0] and totals[1] (one 64-bit atomic each, none for 0).
+// Every thread of the block (WARPS warps) calls it; s_tot is [WARPS][2] shared memory.
+template <int WARPS>
+__device__ __forceinline__ void add_block_totals(unsigned long long a, unsigned long long b,
+                                                 unsigned long long (*s_tot)[2], unsigned long long* totals) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, o);
+        b += __shfl_xor_sync(0xffffffffu, b, o);
+    }
+    if (lane == 0) {
+        s_tot[warp][0] = a;
+        s_tot[warp][1] = b;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long as = 0, bs = 0;
+        for (int w = 0; w < WARPS; ++w) {
+            as += s_tot[w][0];
+            bs += s_tot[w][1];
+        }
+        if (as) atomicAdd(totals, as);
+        if (bs) atomicAdd(totals + 1, bs);
     }
 }
 

@@ -1,4 +1,4 @@
-// CUDA kernels of the CUDA backend (kernels*.cu). Each launch_* enqueues on `stream`, never
+// CUDA kernels of the CUDA backend: launch_<op> lives in kernels/<op>.cu. Each launch_* enqueues on `stream`, never
 // synchronizes, and throws s24::Error(S24_ERROR_CUDA, "<kernel>: <cudaGetErrorName>: ...") if the launch
 // fails. Arguments are already validated by the front end (shapes, layouts, dtypes BF16/FP16 only).
 // Semantics of each operation: sparse24.h (same names) and backend.h.
@@ -26,10 +26,8 @@ void launch_decompress24(s24_dtype dtype, int64_t rows, int64_t cols, const void
 void launch_masked_grad24(s24_dtype dtype, int64_t rows, int64_t cols, const void* dy, const void* y_packed,
                           s24_layout layout, void* dh_packed, cudaStream_t stream);
 
-// Temporary device bytes launch_select_dense_features needs for `features`.
-size_t select_dense_features_workspace(int64_t features);
 void launch_select_dense_features(int64_t features, const int32_t* counts, int64_t k, int32_t* dense_idx,
-                                  uint8_t* is_dense, void* workspace, cudaStream_t stream);
+                                  uint8_t* is_dense, cudaStream_t stream);
 
 void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t features, const void* src_packed,
                                   s24_layout in_layout, const int32_t* perm, const uint8_t* is_dense,

@@ -14,6 +14,7 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.sparse24.Backend;
 import org.sparse24.DType;
 import org.sparse24.Sparse24;
+import org.sparse24.internal.Shapes;
 
 /**
  * Zero-copy conversions between LibTorch tensors ({@code org.bytedeco.pytorch.Tensor}) and sparse24 tensors
@@ -136,7 +137,7 @@ public final class TorchTensors {
      */
     public static Tensor empty(Sparse24 context, DType dtype, long... shape) {
         requireContext(context);
-        org.sparse24.Tensor.checkedShape(shape);
+        Shapes.checked(shape);
         try (TensorOptions options = options(context, dtype)) {
             try (MemoryFormatOptional format = new MemoryFormatOptional()) {
                 return torch.empty(shape, options, format);

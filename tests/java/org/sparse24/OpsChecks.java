@@ -51,7 +51,7 @@ abstract class OpsChecks {
         for (int[] s : shapes()) {
             for (DType dtype : dtypes()) {
                 for (Layout layout : Layout.values()) {
-                    if (layout != Layout.CUSPARSELT || (dtype != DType.FP32 && s[0] % 64 == 0 && s[1] % 64 == 0)) {
+                    if (layout.holds(dtype, s[0], s[1])) {
                         cases.add(Arguments.of(s[0], s[1], dtype, layout));
                     }
                 }
@@ -217,7 +217,7 @@ abstract class OpsChecks {
 
     /** The transposed operand's layout: the same as the source where [features, tokens] allows it. */
     private static Layout outLayout(Layout srcLayout, DType dtype, int features, int tokens) {
-        if (srcLayout == Layout.CUSPARSELT && dtype != DType.FP32 && features % 64 == 0 && tokens % 64 == 0) {
+        if (srcLayout == Layout.CUSPARSELT && Layout.CUSPARSELT.holds(dtype, features, tokens)) {
             return Layout.CUSPARSELT;
         }
         return Layout.ROW;

@@ -20,8 +20,6 @@
 #include "cuda/kernels.h"
 #include "cuda/kernel_utils.cuh"
 
-#include <algorithm>
-#include <atomic>
 #include <climits>
 
 namespace s24 {
@@ -38,10 +36,7 @@ constexpr int kTileTokens = 128;
 constexpr int kStageCols = 32;                 // dense columns staged per band
 constexpr int kStagePitch = kTileTokens + 4;   // uint16 elements per staged column
 constexpr int kMetaChunk = 72;                 // 64 bytes + 8 padding (bank spread, 8-byte aligned)
-constexpr int kMaxDevices = 64;
-#ifndef S24_SPLIT_MIN_BLOCKS
-#define S24_SPLIT_MIN_BLOCKS 2
-#endif
+constexpr int kMinBlocks = 2;                  // per SM: 128 registers (3 blocks spill, at half the speed)
 
 enum : int {
     F_SRC_VEC = 1,     // features % 16 == 0 and a 16-byte aligned source: the VEC kernel
@@ -64,9 +59,6 @@ struct SplitArgs {
     int flags;
 };
 
-// Byte position of group q (0..7) inside a cuSPARSELt metadata row of 8 bytes.
-__host__ __device__ constexpr int cpos(int q) { return (q % 4) * 2 + q / 4; }
-
 // One band of one lane's source values: packed words P[token][group] (DENSE: words of 2 features), the
 // is_dense byte of feature f0 + lane, and a dense_idx candidate (thread t: entry j0 + t). The metadata
 // (mostly L2 hits) is loaded separately, at the end of the previous band, to keep registers down.
@@ -77,10 +69,141 @@ struct Band {
     int32_t dcand;
 };
 
+// ---- phases of the kernel that work on whole bands ---------------------------------------------------------
+
+// Dense features below feature fb: a block-wide lower bound in the sorted dense_idx [k] (256-way search).
+// Every thread of the block calls it.
+__device__ __forceinline__ int64_t dense_before(const int32_t* dense_idx, int64_t k, int64_t fb) {
+    const int tid = threadIdx.x;
+    int64_t lo = 0, hi = k;
+    while (hi > lo) {
+        const int64_t step = (hi - lo + kThreads - 1) / kThreads;
+        const int64_t pos = lo + step * (tid + 1) - 1;
+        const int pred = (pos < hi) && (int64_t)__ldg(dense_idx + pos) < fb;
+        const int c = __syncthreads_count(pred);
+        const int64_t nlo = lo + step * c;
+        hi = min(hi, lo + step * (c + 1) - 1);
+        lo = nlo;
+    }
+    return lo;
+}
+
+// The dense features of the band starting at feature fb (dcand: thread t's candidate dense_idx entry):
+// dmask (bit fl: feature 16 warp + fl of the band is dense), dbase (dense features of the lower warps);
+// returns the band's count. Every thread of the block calls it.
+__device__ __forceinline__ int band_dense_mask(int64_t dcand, int64_t fb, uint32_t* s_dmask, uint32_t& dmask,
+                                               int& dbase) {
+    const int tid = threadIdx.x, warp = tid >> 5;
+    if (tid < kWarps) s_dmask[tid] = 0u;
+    __syncthreads();
+    const int64_t v = dcand;
+    const bool member = v < fb + kBand;  // and >= fb: dense_idx is sorted, j0 counts those below
+    if (member) atomicOr(&s_dmask[(v - fb) / kLaneFeatures], 1u << ((v - fb) % kLaneFeatures));
+    const int n_dense = __syncthreads_count(member);
+    dmask = s_dmask[warp];
+    for (int w = 0; w < warp; ++w) dbase += __popc(s_dmask[w]);
+    return n_dense;
+}
+
+// Unpack: group q (features f0 + 4q ..) of the lane's 4 tokens from the band's words P and nibbles * 8
+// mm8: d[j][h] holds features 4q + 2h (low half) and 4q + 2h + 1 of token j.
+template <int IN, int NP>
+__device__ __forceinline__ void unpack_group(const uint32_t (&P)[4][NP], const uint32_t (&mm8)[4], const uint8_t* s_tab,
+                                             int q, uint32_t (&d)[4][2]) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if constexpr (IN != S24_LAYOUT_DENSE) {
+            const int pos = IN == S24_LAYOUT_CUSPARSELT ? (q == 0 ? 0 : q == 1 ? 16 : q == 2 ? 8 : 24) : 4 * q;
+            const uint32_t n8 = (mm8[j] >> pos) & 0x78u;  // nibble * 8
+            const uint2 e = *reinterpret_cast<const uint2*>(s_tab + n8);
+            d[j][0] = prmt(P[j][q], 0u, e.x);
+            d[j][1] = prmt(P[j][q], 0u, e.y);
+        } else {
+            d[j][0] = P[j][2 * q];
+            d[j][1] = P[j][2 * q + 1];
+        }
+    }
+}
+
+// Dense features of group q (bits qd of the band's dmask; qz: is_dense): their 4 tokens go to dense_cols
+// (the band's first 32 through the stage), then they are zeroed in d (a zero row and nibble 0x4 is what
+// the selection gives for zeros) and leave the count `before`.
+__device__ __forceinline__ void take_dense_features(uint32_t (&d)[4][2], int q, uint32_t qz, uint32_t qd, uint32_t dmask,
+                                                    int dbase, bool lane_active, int64_t tg, int64_t T, int64_t k,
+                                                    int64_t j0, uint16_t* dense_cols, uint16_t (*s_stage)[kStagePitch],
+                                                    uint32_t& before) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+        const int fl = 4 * q + p, h = p >> 1;
+        const uint32_t gsel = (p & 1) ? 0x7632u : 0x5410u;
+        const uint32_t w01 = __byte_perm(d[0][h], d[1][h], gsel), w23 = __byte_perm(d[2][h], d[3][h], gsel);
+        if ((qd >> p) & 1u) {
+            const int rank = dbase + __popc(dmask & ((1u << fl) - 1u));
+            if (rank < kStageCols) {
+                *reinterpret_cast<uint2*>(&s_stage[rank][4 * lane]) = make_uint2(w01, w23);  // shared memory
+            } else if (lane_active) {
+                const uint32_t vv[2] = {w01, w23};
+#pragma unroll
+                for (int jt = 0; jt < 4; ++jt) {
+                    const int64_t i = 4 * tg + jt;
+                    if (i < T) dense_cols[i * k + j0 + rank] = (uint16_t)(vv[jt >> 1] >> (16 * (jt & 1)));
+                }
+            }
+        }
+        if ((qz >> p) & 1u) {
+            before -= (uint32_t)(nonzero2(w01) + nonzero2(w23));
+            const uint32_t keep = (p & 1) ? 0x0000ffffu : 0xffff0000u;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) d[j][h] &= keep;
+        }
+    }
+}
+
+// Store metadata (CUSPARSELT output): the warp's 16 features f0.. x 128 tokens, i.e. one 64-byte slab row
+// of four 64x32 blocks, from the lanes' bytes BW (r8 = fl % 8 of group g0 + lane) through the stage st.
+__device__ __forceinline__ void store_cusparselt_meta_band(const uint32_t (&BW)[2], uint8_t* st, uint8_t* out_meta,
+                                                           int64_t f0, int64_t g0, int64_t n_groups, int64_t out_cols,
+                                                           bool w8) {
+    const int lane = threadIdx.x & 31;
+    const int c = lane / 8, g8 = lane % 8;
+    __syncwarp();  // the previous band's reads of the stage are done
+#pragma unroll
+    for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cusparselt_meta_pos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
+    __syncwarp();
+    const uint2 v = *reinterpret_cast<const uint2*>(st + c * kMetaChunk + g8 * 8);
+    const int64_t group = g0 + 8 * c;  // first group of this lane's 64x32 block
+    if (group < n_groups) {
+        // rows f0 + g8: cusparselt_meta_in_block(f0) + g8 * 8, f0 % 16 == 0
+        uint8_t* p = out_meta + cusparselt_meta_block(f0 / 64, group / 8, out_cols) + ((f0 % 64) / 16) * 64 + g8 * 8;
+        if (w8) {
+            st8(p, v.x, v.y);
+        } else {
+#pragma unroll
+            for (int by = 0; by < 8; ++by) p[by] = (uint8_t)((by < 4 ? v.x : v.y) >> (8 * (by % 4)));
+        }
+    }
+}
+
+// Store the band's staged dense columns (the first min(n_dense, 32)): rows 4 g0 .. 4 g0 + 127 of
+// dense_cols [T, k], columns j0.., as row segments. Every thread of the block calls it.
+__device__ __forceinline__ void store_staged_dense_cols(const uint16_t (*s_stage)[kStagePitch], int n_dense, int64_t g0,
+                                                        int64_t T, int64_t k, int64_t j0, uint16_t* dense_cols) {
+    const int tid = threadIdx.x;
+    const int ns = min(n_dense, kStageCols);
+    // e / ns as a multiply-shift: exact for e < 2^12 (error < 2^-8, fraction <= 31/32)
+    const uint32_t recip = ns > 0 ? ((1u << 20) + (uint32_t)ns - 1u) / (uint32_t)ns : 0u;
+    for (int e = tid; e < kTileTokens * ns; e += kThreads) {
+        const int i = (int)(((uint32_t)e * recip) >> 20), r = e - i * ns;
+        const int64_t row = 4 * g0 + i;
+        if (row < T) dense_cols[row * k + j0 + r] = s_stage[r][i];
+    }
+}
+
 // VEC: features % 16 == 0 and the source aligned for whole-chunk vector loads (every warp's chunk is
 // complete or empty); otherwise element-wise loads with tails.
 template <bool BF16, int IN, int OUT, bool VEC>
-__global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(SplitArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) sparsify24_cols_split_kernel(SplitArgs a) {
     constexpr int KSH = OUT == S24_LAYOUT_DENSE ? 4 : 3;
     constexpr bool PACKED_IN = IN != S24_LAYOUT_DENSE;
     // lookup tables, indexed by byte offsets: [0, 128) unpack (uint2 per nibble), [128, 384) selection
@@ -117,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         const int64_t i = 4 * tg + j;
         rows[j] = i < T ? (a.perm ? __ldg(a.perm + i) : (int32_t)i) : -1;
     }
-    const uint8_t* const meta_base = a.src + (PACKED_IN ? T * F : 0);
+    const uint8_t* const meta_base = a.src + (PACKED_IN ? packed16_values_bytes(T, F) : 0);
 
     auto load_band = [&](Band<IN>& b, int64_t band, int64_t j0) {
         const int64_t f0 = band * kBand + kLaneFeatures * warp;
@@ -168,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
             if (!PACKED_IN || nf == 0 || rows[j] < 0) continue;
             const int64_t r = rows[j];
             if constexpr (IN == S24_LAYOUT_CUSPARSELT) {
-                const uint8_t* m = meta_base + (r / 64) * 8 * F + (f0 / 32) * 256 + ((r % 64) / 16) * 64 + (r % 8) * 8;
+                const uint8_t* m = meta_base + cusparselt_meta_block(r / 64, f0 / 32, F) + cusparselt_meta_in_block(r);
                 if constexpr (VEC) {
                     const uint2 x = __ldg(reinterpret_cast<const uint2*>(m));
                     M[j][0] = x.x;
@@ -189,22 +312,8 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         }
     };
 
-    // ---- first band: the dense features before it (block-wide lower bound in sorted dense_idx)
-    int64_t j0 = 0;
-    if (need_dense && band_begin < band_end) {
-        const int64_t fb = band_begin * kBand;
-        int64_t lo = 0, hi = a.k;
-        while (hi > lo) {
-            const int64_t step = (hi - lo + kThreads - 1) / kThreads;
-            const int64_t pos = lo + step * (tid + 1) - 1;
-            const int pred = (pos < hi) && (int64_t)__ldg(a.dense_idx + pos) < fb;
-            const int c = __syncthreads_count(pred);
-            const int64_t nlo = lo + step * c;
-            hi = min(hi, lo + step * (c + 1) - 1);
-            lo = nlo;
-        }
-        j0 = lo;
-    }
+    // ---- first band: the dense features before it
+    int64_t j0 = need_dense && band_begin < band_end ? dense_before(a.dense_idx, a.k, band_begin * kBand) : 0;
 
     Band<IN> cur, nxt;
     uint32_t M[4][2];
@@ -216,7 +325,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
 
     uint32_t before = 0, kept = 0;
     const int64_t row_meta_stride = row_layout_meta_stride(a.out_cols);
-    uint8_t* const out_meta = a.out + F * a.out_cols;  // F rows of out_cols/2 values, 2 bytes each
+    uint8_t* const out_meta = a.out + packed16_values_bytes(F, a.out_cols);
     const int hsel = warp & 1;                         // this warp's half of a 32-feature metadata block
     const bool out_w4 = (a.flags & F_OUT_W4) != 0, out_dense8 = (a.flags & F_OUT_DENSE8) != 0;
     // key index constants (i << KSH) kept in registers, opaque to the compiler
@@ -231,16 +340,7 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
         // ---- dense features of this band (dense_cols)
         uint32_t dmask = 0u;
         int dbase = 0, n_dense = 0;
-        if (need_dense) {
-            if (tid < kWarps) s_dmask[tid] = 0u;
-            __syncthreads();
-            const int64_t v = cur.dcand;
-            const bool member = v < fb + kBand;  // and >= fb: dense_idx is sorted, j0 counts those below
-            if (member) atomicOr(&s_dmask[(v - fb) / kLaneFeatures], 1u << ((v - fb) % kLaneFeatures));
-            n_dense = __syncthreads_count(member);
-            dmask = s_dmask[warp];
-            for (int w = 0; w < warp; ++w) dbase += __popc(s_dmask[w]);
-        }
+        if (need_dense) n_dense = band_dense_mask(cur.dcand, fb, s_dmask, dmask, dbase);
         const int64_t j0_next = j0 + n_dense;
 
         // ---- prefetch the next band
@@ -274,51 +374,12 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
             if (4 * q >= nf) break;  // warp-uniform
-            // unpack the 4 tokens' group q: d[j][h] holds features 4q + 2h (low half), 4q + 2h + 1
-            uint32_t d[4][2];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                if constexpr (PACKED_IN) {
-                    const int pos = IN == S24_LAYOUT_CUSPARSELT ? (q == 0 ? 0 : q == 1 ? 16 : q == 2 ? 8 : 24) : 4 * q;
-                    const uint32_t n8 = (mm8[j] >> pos) & 0x78u;  // nibble * 8
-                    const uint2 e = *reinterpret_cast<const uint2*>(s_tab + n8);
-                    d[j][0] = prmt(cur.P[j][q], 0u, e.x);
-                    d[j][1] = prmt(cur.P[j][q], 0u, e.y);
-                } else {
-                    d[j][0] = cur.P[j][2 * q];
-                    d[j][1] = cur.P[j][2 * q + 1];
-                }
-            }
-            // dense features of this group (rare): dense_cols, then zero them (a zero row and nibble
-            // 0x4 is what the selection gives for zeros; they leave the counts)
+            uint32_t d[4][2];  // the 4 tokens' group q: d[j][h] holds features 4q + 2h (low half), 4q + 2h + 1
+            unpack_group<IN>(cur.P, mm8, s_tab, q, d);
+            // dense features of this group (rare): dense_cols, then zero them
             const uint32_t qz = (zmask >> (4 * q)) & 0xfu, qd = (dmask >> (4 * q)) & 0xfu;
-            if ((qz | qd) != 0u) {
-#pragma unroll
-                for (int p = 0; p < 4; ++p) {
-                    const int fl = 4 * q + p, h = p >> 1;
-                    const uint32_t gsel = (p & 1) ? 0x7632u : 0x5410u;
-                    const uint32_t w01 = __byte_perm(d[0][h], d[1][h], gsel), w23 = __byte_perm(d[2][h], d[3][h], gsel);
-                    if ((qd >> p) & 1u) {
-                        const int rank = dbase + __popc(dmask & ((1u << fl) - 1u));
-                        if (rank < kStageCols) {
-                            *reinterpret_cast<uint2*>(&s_stage[rank][4 * lane]) = make_uint2(w01, w23);  // shared memory
-                        } else if (lane_active) {
-                            const uint32_t vv[2] = {w01, w23};
-#pragma unroll
-                            for (int jt = 0; jt < 4; ++jt) {
-                                const int64_t i = 4 * tg + jt;
-                                if (i < T) a.dense_cols[i * a.k + j0 + rank] = (uint16_t)(vv[jt >> 1] >> (16 * (jt & 1)));
-                            }
-                        }
-                    }
-                    if ((qz >> p) & 1u) {
-                        before -= (uint32_t)(nonzero2(w01) + nonzero2(w23));
-                        const uint32_t keep = (p & 1) ? 0x0000ffffu : 0xffff0000u;
-#pragma unroll
-                        for (int j = 0; j < 4; ++j) d[j][h] &= keep;
-                    }
-                }
-            }
+            if ((qz | qd) != 0u)
+                take_dense_features(d, q, qz, qd, dmask, dbase, lane_active, tg, T, a.k, j0, a.dense_cols, s_stage, before);
             uint32_t kk[4][2];
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
@@ -393,107 +454,32 @@ __global__ void __launch_bounds__(kThreads, S24_SPLIT_MIN_BLOCKS) split_kernel(S
 
         // ---- cuSPARSELt metadata: 4 chunks (one per 8 groups) of this warp's 64-byte slab rows
         if constexpr (OUT == S24_LAYOUT_CUSPARSELT) {
-            if (nf > 0) {
-                uint8_t* st = s_meta[warp];
-                const int c = lane / 8, g8 = lane % 8;
-                __syncwarp();  // the previous band's reads of the stage are done
-#pragma unroll
-                for (int r8 = 0; r8 < 8; ++r8) st[c * kMetaChunk + r8 * 8 + cpos(g8)] = (uint8_t)(BW[r8 / 4] >> (8 * (r8 % 4)));
-                __syncwarp();
-                const uint2 v = *reinterpret_cast<const uint2*>(st + c * kMetaChunk + g8 * 8);
-                const int64_t group = g0 + 8 * c;  // first group of this lane's 64x32 block
-                if (group < n_groups) {
-                    uint8_t* p = out_meta + (f0 / 64) * 8 * a.out_cols + (group / 8) * 256 + ((f0 % 64) / 16) * 64 + g8 * 8;
-                    if ((a.flags & F_OUT_W4) != 0) {
-                        st8(p, v.x, v.y);
-                    } else {
-#pragma unroll
-                        for (int by = 0; by < 8; ++by) p[by] = (uint8_t)((by < 4 ? v.x : v.y) >> (8 * (by % 4)));
-                    }
-                }
-            }
+            if (nf > 0) store_cusparselt_meta_band(BW, s_meta[warp], out_meta, f0, g0, n_groups, a.out_cols,
+                                                   (a.flags & F_OUT_W4) != 0);
         }
 
         // ---- staged dense columns: rows of up to 32 contiguous elements
         if (need_dense) {
             __syncthreads();
-            const int ns = min(n_dense, kStageCols);
-            // e / ns as a multiply-shift: exact for e < 2^12 (error < 2^-8, fraction <= 31/32)
-            const uint32_t recip = ns > 0 ? ((1u << 20) + (uint32_t)ns - 1u) / (uint32_t)ns : 0u;
-            for (int e = tid; e < kTileTokens * ns; e += kThreads) {
-                const int i = (int)(((uint32_t)e * recip) >> 20), r = e - i * ns;
-                const int64_t row = 4 * g0 + i;
-                if (row < T) a.dense_cols[row * a.k + j0 + r] = s_stage[r][i];
-            }
+            store_staged_dense_cols(s_stage, n_dense, g0, a.T, a.k, j0, a.dense_cols);
         }
 
         j0 = j0_next;
         if (band + 1 < band_end) cur = nxt;
     }
 
-    // ---- totals
-    if (a.totals) {
-        unsigned long long b = before, kc = kept;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            b += __shfl_xor_sync(0xffffffffu, b, o);
-            kc += __shfl_xor_sync(0xffffffffu, kc, o);
-        }
-        if (lane == 0) {
-            s_tot[warp][0] = b;
-            s_tot[warp][1] = kc;
-        }
-        __syncthreads();
-        if (tid == 0) {
-            unsigned long long bs = 0, ks = 0;
-            for (int w = 0; w < kWarps; ++w) {
-                bs += s_tot[w][0];
-                ks += s_tot[w][1];
-            }
-            if (bs) atomicAdd(a.totals, bs);
-            if (ks) atomicAdd(a.totals + 1, ks);
-        }
-    }
+    if (a.totals) add_block_totals<kWarps>(before, kept, s_tot, a.totals);
 }
 
 // Launch with enough band splits to fill the machine with one wave of resident blocks.
-template <bool BF16, int IN, int OUT>
-void run_split(SplitArgs a, cudaStream_t stream, const char* what) {
-    static std::atomic<int> cache[kMaxDevices][2];
-    const bool vec = (a.flags & F_SRC_VEC) != 0;
-    auto kernel = vec ? split_kernel<BF16, IN, OUT, true> : split_kernel<BF16, IN, OUT, false>;
-    int dev = 0;
-    check(cudaGetDevice(&dev), what);
-    int per_sm = dev < kMaxDevices ? cache[dev][vec].load(std::memory_order_relaxed) : 0;
-    if (per_sm == 0) {
-        per_sm = blocks_per_sm(kernel, kThreads, 0, what);
-        if (dev < kMaxDevices) cache[dev][vec].store(per_sm, std::memory_order_relaxed);
-    }
-    const int64_t target = (int64_t)per_sm * device_sms(what);
+template <auto Kernel>
+void launch_split(SplitArgs a, cudaStream_t stream, const char* what) {
+    const int64_t target = wave_blocks<Kernel>(kThreads, what);
     a.band_splits = std::max<int64_t>(1, std::min<int64_t>(a.n_bands, target / a.tok_tiles));
     const int64_t blocks = a.tok_tiles * a.band_splits;
     if (blocks > 0x7fffffffLL) throw Error(S24_ERROR_NOT_SUPPORTED, std::string(what) + ": too many tokens");
-    kernel<<<(unsigned)blocks, kThreads, 0, stream>>>(a);
+    Kernel<<<(unsigned)blocks, kThreads, 0, stream>>>(a);
     check_launch(what);
-}
-
-template <bool BF16, int IN>
-void dispatch_out(const SplitArgs& a, s24_layout out_layout, cudaStream_t stream, const char* what) {
-    switch (out_layout) {
-        case S24_LAYOUT_CUSPARSELT: run_split<BF16, IN, S24_LAYOUT_CUSPARSELT>(a, stream, what); break;
-        case S24_LAYOUT_ROW: run_split<BF16, IN, S24_LAYOUT_ROW>(a, stream, what); break;
-        default: run_split<BF16, IN, S24_LAYOUT_DENSE>(a, stream, what); break;
-    }
-}
-
-template <bool BF16>
-void dispatch_in(const SplitArgs& a, s24_layout in_layout, s24_layout out_layout, cudaStream_t stream,
-                 const char* what) {
-    switch (in_layout) {
-        case S24_LAYOUT_CUSPARSELT: dispatch_out<BF16, S24_LAYOUT_CUSPARSELT>(a, out_layout, stream, what); break;
-        case S24_LAYOUT_ROW: dispatch_out<BF16, S24_LAYOUT_ROW>(a, out_layout, stream, what); break;
-        default: dispatch_out<BF16, S24_LAYOUT_DENSE>(a, out_layout, stream, what); break;
-    }
 }
 
 }  // namespace
@@ -503,7 +489,7 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
                                   const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
                                   void* dense_cols, int64_t* totals, cudaStream_t stream) {
     const char* what = "launch_sparsify24_cols_split";
-    if (totals) check(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
+    if (totals) check_cuda(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
     if (tokens <= 0 || features <= 0) return;
     SplitArgs a;
     a.src = static_cast<const uint8_t*>(src_packed);
@@ -516,7 +502,7 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
     a.T = tokens;
     a.F = features;
     a.k = k;
-    a.out_cols = out_layout == S24_LAYOUT_ROW ? (tokens + 3) / 4 * 4 : tokens;
+    a.out_cols = split_out_cols(out_layout, tokens);
     a.tok_tiles = ceil_div(tokens, kTileTokens);
     a.n_bands = ceil_div(features, kBand);
     a.band_splits = 1;
@@ -532,8 +518,14 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
         if (aligned(t_packed, 8) && tokens % 4 == 0) flags |= F_OUT_DENSE8;
     }
     a.flags = flags;
-    if (dtype == S24_BF16) dispatch_in<true>(a, in_layout, out_layout, stream, what);
-    else dispatch_in<false>(a, in_layout, out_layout, stream, what);
+    with_bf16(dtype, [&](auto bf16) {
+        with_layout(in_layout, [&](auto in) {
+            with_layout(out_layout, [&](auto out) {
+                with_bools([&](auto vec) { launch_split<sparsify24_cols_split_kernel<bf16, in, out, vec>>(a, stream, what); },
+                           (flags & F_SRC_VEC) != 0);
+            });
+        });
+    });
 }
 
 }  // namespace cuda
