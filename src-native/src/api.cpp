@@ -39,13 +39,32 @@ void check_dtype(const s24_context* ctx, s24_dtype dtype, const char* what) {
 }
 
 size_t packed_bytes(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols) {
-    size_t elem = s24_dtype_size(dtype);
+    const size_t elem = s24_dtype_size(dtype);
+    const char* what = "packed matrix size";
+    size_t values = 0, meta = 0;
     switch (layout) {
-        case S24_LAYOUT_DENSE: return (size_t)rows * cols * elem;
-        case S24_LAYOUT_ROW: return (size_t)rows * (cols / 2) * elem + (size_t)rows * ((cols / 4 + 1) / 2);
-        case S24_LAYOUT_CUSPARSELT: return (size_t)rows * (cols / 2) * elem + (size_t)rows * cols / 8;
+        case S24_LAYOUT_DENSE: return array_bytes(rows, cols, elem, what);
+        case S24_LAYOUT_ROW:
+            values = array_bytes(rows, cols / 2, elem, what);
+            meta = array_bytes(rows, (cols / 4 + 1) / 2, 1, what);
+            break;
+        case S24_LAYOUT_CUSPARSELT:
+            values = array_bytes(rows, cols / 2, elem, what);
+            meta = array_bytes(rows, cols / 8, 1, what);
+            break;
+        default: return 0;
     }
-    return 0;
+    require(values <= kMaxBytes - meta, what, ": [", rows, ", ", cols, "] needs more than ", kMaxBytes, " bytes");
+    return values + meta;
+}
+
+void release_context(s24_context* ctx) {
+    {
+        std::unique_lock<std::mutex> g(ctx->gate);
+        if (--ctx->refs > 0) return;
+        ctx->idle.wait(g, [&] { return ctx->calls == 0; });  // callers turned away still leaving the gate
+    }
+    delete ctx;
 }
 
 void set_last_error(const std::string& message) { last_error = message; }
@@ -161,8 +180,21 @@ s24_status s24_context_create(s24_backend backend, int32_t device, s24_context**
 
 s24_status s24_context_destroy(s24_context* ctx) {
     if (ctx == nullptr) return S24_OK;
-    s24_status status = guarded([&] { ctx->backend->synchronize(); });
-    delete ctx;
+    {
+        std::unique_lock<std::mutex> g(ctx->gate);
+        if (ctx->destroyed) {
+            set_last_error("context: s24_context_destroy was already called");
+            return S24_ERROR_INVALID_ARGUMENT;
+        }
+        ctx->destroyed = true;  // new calls fail from now on; wait for those in flight
+        ctx->idle.wait(g, [&] { return ctx->calls == 0; });
+    }
+    s24_status status;
+    {
+        std::lock_guard<std::mutex> hold(ctx->lock);
+        status = guarded([&] { ctx->backend->synchronize(); });
+    }
+    release_context(ctx);
     return status;
 }
 
@@ -213,7 +245,9 @@ s24_status s24_malloc(s24_context* ctx, size_t bytes, void** out) {
 
 s24_status s24_free(s24_context* ctx, void* ptr) {
     return locked(ctx, [&] {
-        if (ptr != nullptr) ctx->backend->release(ptr);
+        if (ptr == nullptr) return;
+        ctx->backend->synchronize();  // work enqueued on the memory finishes before it is freed
+        ctx->backend->release(ptr);
     });
 }
 
@@ -245,13 +279,17 @@ s24_status s24_event_create(s24_context* ctx, s24_event** out) {
         *out = nullptr;
         void* handle = ctx->backend->event_create();
         *out = new s24_event{ctx, handle};
+        std::lock_guard<std::mutex> g(ctx->gate);
+        ++ctx->refs;
     });
 }
 
 s24_status s24_event_destroy(s24_event* event) {
     if (event == nullptr) return S24_OK;
-    s24_status status = locked(event->ctx, [&] { event->ctx->backend->event_destroy(event->handle); });
+    s24_context* ctx = event->ctx;
+    s24_status status = locked(ctx, [&] { ctx->backend->event_destroy(event->handle); }, true);
     delete event;
+    release_context(ctx);
     return status;
 }
 

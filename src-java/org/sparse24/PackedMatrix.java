@@ -67,6 +67,16 @@ public final class PackedMatrix extends Resource {
     }
 
     @Override
+    long memoryAddress() {
+        return data.address();
+    }
+
+    @Override
+    long memoryBytes() {
+        return bytes;
+    }
+
+    @Override
     void release() {
         context().free(data);
     }

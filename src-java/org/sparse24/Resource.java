@@ -5,10 +5,16 @@ package org.sparse24;
  * The context keeps track of its open resources and closes them when it is closed, so nothing is ever freed
  * through a destroyed context. {@link #close()} is idempotent; using a closed resource throws
  * {@link IllegalStateException}.
+ *
+ * <p>Lifetime rule: a call holds every resource it reads or writes {@link InUse in use} for its duration;
+ * {@code close()} on another thread marks the resource closed at once (new calls fail) and frees it only when
+ * the calls using it have returned. Their enqueued GPU work finishes before the memory is freed (the native
+ * free is stream-ordered).
  */
 abstract class Resource implements AutoCloseable {
     private final Sparse24 context;
-    private boolean closed;
+    private boolean closed;  // guarded by this
+    private int users;       // calls holding this resource in use; guarded by this
 
     Resource(Sparse24 context) {
         this.context = context;
@@ -24,7 +30,10 @@ abstract class Resource implements AutoCloseable {
         return closed;
     }
 
-    /** Frees the native resources; later calls do nothing. */
+    /**
+     * Frees the native resources (after the calls using them on other threads have returned); later calls do
+     * nothing.
+     */
     @Override
     public final void close() {
         synchronized (this) {
@@ -32,6 +41,7 @@ abstract class Resource implements AutoCloseable {
                 return;
             }
             closed = true;
+            awaitNoUsers();
         }
         context.forget(this);
         if (!context.isClosed()) {
@@ -45,10 +55,50 @@ abstract class Resource implements AutoCloseable {
     /** Names this resource in messages, e.g. {@code "tensor 'x' BF16 [4, 8]"}. */
     abstract String describe();
 
+    /** Start address of the memory this resource holds in the context's space (0: none); for overlap checks. */
+    long memoryAddress() {
+        return 0;
+    }
+
+    /** Bytes of that memory (0: none). */
+    long memoryBytes() {
+        return 0;
+    }
+
     /** Throws {@link IllegalStateException} naming this resource if it is closed. */
     final void ensureOpen() {
         if (isClosed()) {
             throw new IllegalStateException(describe() + " is closed");
+        }
+    }
+
+    /** Marks one more call using this resource; {@link IllegalStateException} if it is closed. */
+    final synchronized void acquire() {
+        if (closed) {
+            throw new IllegalStateException(describe() + " is closed");
+        }
+        users++;
+    }
+
+    /** Ends a use begun by {@link #acquire()}. */
+    final synchronized void releaseUse() {
+        if (--users == 0) {
+            notifyAll();
+        }
+    }
+
+    /** Waits (holding this monitor) until no call uses this resource; keeps the thread's interrupt status. */
+    private void awaitNoUsers() {
+        boolean interrupted = false;
+        while (users > 0) {
+            try {
+                wait();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
         }
     }
 }

@@ -40,7 +40,7 @@ public final class SavedState extends Resource {
 
     /** Statistics of the forward (and backward, if run) that used this state; synchronizes the stream. */
     public Sparsity sparsity() {
-        try (s24_sparsity s = new s24_sparsity()) {
+        try (s24_sparsity s = new s24_sparsity(); InUse u = InUse.of(context(), this)) {
             Native.check(sparse24.s24_saved_sparsity(handle(), s), "s24_saved_sparsity");
             return new Sparsity(s.tokens(), s.features(), s.step(), s.activation_nonzeros(), s.forward_kept(),
                     s.dense_features(), s.dw2_sparse_nonzeros(), s.dw2_sparse_kept(), s.dw1_sparse_nonzeros(),
@@ -52,10 +52,14 @@ public final class SavedState extends Resource {
     /** The features the split backward computes densely for this step, ascending; synchronizes the stream. */
     public int[] denseFeatures() {
         long[] count = new long[1];
-        Native.check(sparse24.s24_saved_dense_features(handle(), (int[]) null, 0, count), "s24_saved_dense_features");
-        int[] idx = new int[Math.toIntExact(count[0])];
-        Native.check(sparse24.s24_saved_dense_features(handle(), idx, idx.length, count), "s24_saved_dense_features");
-        return idx;
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_saved_dense_features(handle(), (int[]) null, 0, count),
+                    "s24_saved_dense_features");
+            int[] idx = new int[Math.toIntExact(count[0])];
+            Native.check(sparse24.s24_saved_dense_features(handle(), idx, idx.length, count),
+                    "s24_saved_dense_features");
+            return idx;
+        }
     }
 
     /** The permutation step the forward used (forward number s of this plan uses step s); -1 before a forward. */

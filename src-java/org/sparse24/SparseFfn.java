@@ -85,7 +85,7 @@ public final class SparseFfn extends Resource {
     /** How the layer runs for {@code tokens} tokens on this backend (creates the plan if needed). */
     public PlanInfo planInfo(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
-        try (s24_ffn_info info = new s24_ffn_info()) {
+        try (s24_ffn_info info = new s24_ffn_info(); InUse u = InUse.of(context(), this)) {
             Native.check(sparse24.s24_ffn_get_info(plan(tokens), info), "s24_ffn_get_info");
             return new PlanInfo(info.tokens(), info.sparse_forward_path() != 0, info.sparse_backward_path() != 0,
                     info.dense_features(), info.workspace_bytes(), info.saved_bytes());
@@ -95,13 +95,19 @@ public final class SparseFfn extends Resource {
     /** An empty saved state for forwards of {@code tokens} tokens (for {@link #forward(Tensor, Tensor, Tensor, Tensor, SavedState)}). */
     public SavedState newSavedState(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
-        s24_ffn plan = plan(tokens);
-        synchronized (this) {
-            s24_saved handle = new s24_saved();
-            Native.check(sparse24.s24_saved_create(plan, handle), "s24_saved_create");
+        s24_saved handle = new s24_saved();
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_saved_create(plan(tokens), handle), "s24_saved_create");
+        }
+        try {
             SavedState saved = new SavedState(this, tokens, handle);
-            savedStates.add(saved);
+            synchronized (this) {
+                savedStates.add(saved);
+            }
             return saved;
+        } catch (RuntimeException e) {  // the context began closing meanwhile
+            sparse24.s24_saved_destroy(handle);
+            throw e;
         }
     }
 
@@ -134,9 +140,12 @@ public final class SparseFfn extends Resource {
         long tokens = checkInputs(x, w1, w2);
         Args.tensor(z, "z", context(), dtype, "[T, d]", tokens, dModel);
         checkSaved(saved, tokens);
-        Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(), saved.handle()),
-                "s24_ffn_forward");
-        saved.markFilled();
+        try (InUse u = InUse.of(context(), this, x, w1, w2, z, saved)) {
+            Args.noAliasing(1, new String[] {"z", "x", "w1", "w2"}, z, x, w1, w2);
+            Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(),
+                    saved.handle()), "s24_ffn_forward");
+            saved.markFilled();
+        }
     }
 
     /** Inference forward: Z [T, d], nothing kept for a backward. */
@@ -156,8 +165,11 @@ public final class SparseFfn extends Resource {
     public void infer(Tensor x, Tensor w1, Tensor w2, Tensor z) {
         long tokens = checkInputs(x, w1, w2);
         Args.tensor(z, "z", context(), dtype, "[T, d]", tokens, dModel);
-        Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(), null),
-                "s24_ffn_forward");
+        try (InUse u = InUse.of(context(), this, x, w1, w2, z)) {
+            Args.noAliasing(1, new String[] {"z", "x", "w1", "w2"}, z, x, w1, w2);
+            Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(), null),
+                    "s24_ffn_forward");
+        }
     }
 
     /**
@@ -203,9 +215,12 @@ public final class SparseFfn extends Resource {
         if (dw2 != null) {
             Args.tensor(dw2, "dw2", context(), dtype, "[d, f]", dModel, dFf);
         }
-        Native.check(sparse24.s24_ffn_backward(plan(tokens), saved.handle(), x.data(), w1.data(), w2.data(),
-                dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
-                dw2 == null ? null : dw2.data()), "s24_ffn_backward");
+        try (InUse u = InUse.of(context(), this, saved, x, w1, w2, dz, dx, dw1, dw2)) {
+            Args.noAliasing(3, new String[] {"dx", "dw1", "dw2", "x", "w1", "w2", "dz"}, dx, dw1, dw2, x, w1, w2, dz);
+            Native.check(sparse24.s24_ffn_backward(plan(tokens), saved.handle(), x.data(), w1.data(), w2.data(),
+                    dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
+                    dw2 == null ? null : dw2.data()), "s24_ffn_backward");
+        }
     }
 
     @Override
@@ -243,7 +258,7 @@ public final class SparseFfn extends Resource {
         s24_ffn plan = plans.get(tokens);
         if (plan == null) {
             plan = new s24_ffn();
-            try (s24_ffn_options o = options.toNative()) {
+            try (s24_ffn_options o = options.toNative(); InUse u = InUse.of(context())) {
                 Native.check(sparse24.s24_ffn_create(context().handle(), tokens, dModel, dFf, dtype.code, o, plan),
                         "s24_ffn_create");
             }

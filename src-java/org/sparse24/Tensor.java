@@ -37,8 +37,14 @@ public final class Tensor extends Resource {
         requireDType(dtype);
         long[] s = checkedShape(shape);
         long elements = elementCount(s);
-        return new Tensor(context, context.malloc(Math.multiplyExact(elements, (long) dtype.byteSize())), true,
-                dtype, s, elements);
+        long bytes = byteCount(elements, dtype, s);
+        Pointer data = context.malloc(bytes);
+        try {
+            return new Tensor(context, data, true, dtype, s, elements);
+        } catch (RuntimeException e) {  // the context began closing meanwhile
+            context.free(data);
+            throw e;
+        }
     }
 
     /**
@@ -71,7 +77,9 @@ public final class Tensor extends Resource {
             throw new IllegalArgumentException("data must be a non-null pointer into the context's memory");
         }
         long[] s = checkedShape(shape);
-        return new Tensor(context, new Pointer(data), false, dtype, s, elementCount(s));
+        long elements = elementCount(s);
+        byteCount(elements, dtype, s);
+        return new Tensor(context, new Pointer(data), false, dtype, s, elements);
     }
 
     /** Sets the name used in messages (e.g. the argument or variable it holds) and returns this tensor. */
@@ -134,7 +142,7 @@ public final class Tensor extends Resource {
                     + ", got " + (values == null ? "null" : values.length));
         }
         if (dtype == DType.FP32) {
-            try (FloatPointer host = new FloatPointer(values)) {
+            try (FloatPointer host = new FloatPointer(values); InUse u = InUse.of(context(), this)) {
                 context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
             }
             return;
@@ -149,7 +157,7 @@ public final class Tensor extends Resource {
                 bits[i] = HalfFloats.floatToFp16(values[i]);
             }
         }
-        try (ShortPointer host = new ShortPointer(bits)) {
+        try (ShortPointer host = new ShortPointer(bits); InUse u = InUse.of(context(), this)) {
             context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
         }
     }
@@ -162,14 +170,14 @@ public final class Tensor extends Resource {
         }
         float[] values = new float[(int) elements];
         if (dtype == DType.FP32) {
-            try (FloatPointer host = new FloatPointer(elements)) {
+            try (FloatPointer host = new FloatPointer(elements); InUse u = InUse.of(context(), this)) {
                 context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
                 host.get(values);
             }
             return values;
         }
         short[] bits = new short[values.length];
-        try (ShortPointer host = new ShortPointer(elements)) {
+        try (ShortPointer host = new ShortPointer(elements); InUse u = InUse.of(context(), this)) {
             context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
             host.get(bits);
         }
@@ -184,8 +192,19 @@ public final class Tensor extends Resource {
      * elements an operation should have written but did not stand out.
      */
     public void poison(int byteValue) {
-        ensureOpen();
-        Native.check(sparse24.s24_memset(context().handle(), data, byteValue, byteSize()), "s24_memset");
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_memset(context().handle(), data, byteValue, byteSize()), "s24_memset");
+        }
+    }
+
+    @Override
+    long memoryAddress() {
+        return data.address();
+    }
+
+    @Override
+    long memoryBytes() {
+        return byteSize();
     }
 
     @Override
@@ -235,11 +254,25 @@ public final class Tensor extends Resource {
         return shape.clone();
     }
 
-    private static long elementCount(long[] shape) {
+    /** The product of {@code shape}; {@link IllegalArgumentException} naming the shape if it overflows a long. */
+    static long elementCount(long[] shape) {
         long n = 1;
         for (long extent : shape) {
-            n = Math.multiplyExact(n, extent);
+            if (n > Long.MAX_VALUE / extent) {
+                throw new IllegalArgumentException("shape " + Arrays.toString(shape)
+                        + ": the element count exceeds " + Long.MAX_VALUE);
+            }
+            n *= extent;
         }
         return n;
+    }
+
+    /** Bytes of {@code elements} of {@code dtype}; {@link IllegalArgumentException} naming the shape if it overflows. */
+    private static long byteCount(long elements, DType dtype, long[] shape) {
+        if (elements > Long.MAX_VALUE / dtype.byteSize()) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " of " + dtype + ": " + elements
+                    + " elements * " + dtype.byteSize() + " bytes exceeds " + Long.MAX_VALUE + " bytes");
+        }
+        return elements * dtype.byteSize();
     }
 }

@@ -72,7 +72,7 @@ __device__ __forceinline__ void fill_sel_table(uint32_t* table) {
 template <bool BF16, int OP, int LAYOUT, bool VEC16, bool KEEP_ALL, bool COUNT>
 __global__ void S24_ROWS_BOUNDS rowwise_select_kernel(RowArgs a) {
     constexpr int KSH = LAYOUT == S24_LAYOUT_DENSE ? 4 : 3;
-    constexpr uint32_t INF2 = Fmt<BF16>::INF * 0x10001u;
+    constexpr uint32_t INF2 = (Fmt<BF16>::INF + 1u) * 0x10001u;  // score bits = INF2 - badness
     __shared__ __align__(16) uint32_t s_sel[64];
     __shared__ int s_red[kThreads / 32][kUnitCols];
     __shared__ unsigned long long s_tot[kThreads / 32][2];
@@ -316,7 +316,7 @@ __device__ __forceinline__ unsigned generic_group(const uint16_t* in, uint16_t* 
         raw[i] = in[r * cols + 4 * g + i];
         const float x = to_float<BF16>(raw[i]);
         if (OP == OP_RELU2) {
-            score[i] = x > 0.f ? x : 0.f;
+            score[i] = x > 0.f || x != x ? x : 0.f;  // relu, NaN kept
             outv[i] = round_one<BF16>(score[i] * score[i]);
         } else {
             score[i] = fabsf(x);
