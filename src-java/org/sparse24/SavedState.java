@@ -14,6 +14,7 @@ public final class SavedState extends Resource {
     private final long tokens;
     private final s24_saved handle;
     private volatile boolean filled;
+    private volatile long[] inputs;  // data addresses of the forward's x, w1, w2
 
     SavedState(SparseFfn ffn, long tokens, s24_saved handle) {
         super(ffn.context());
@@ -72,8 +73,28 @@ public final class SavedState extends Resource {
         return handle;
     }
 
-    void markFilled() {
+    /** Records that a forward on {@code x}, {@code w1}, {@code w2} filled this state. */
+    void markFilled(Tensor x, Tensor w1, Tensor w2) {
+        inputs = new long[] {x.memoryAddress(), w1.memoryAddress(), w2.memoryAddress()};
         filled = true;
+    }
+
+    /**
+     * Throws {@link IllegalArgumentException} if {@code x}, {@code w1}, {@code w2} are not the memory the forward
+     * read (a backward for another forward's inputs would give wrong gradients without an error). Cheap: it
+     * compares addresses; changed contents at the same address are not detected (that would cost a pass over the
+     * inputs per step).
+     */
+    void checkForwardInputs(Tensor x, Tensor w1, Tensor w2) {
+        long[] expected = inputs;
+        Tensor[] given = {x, w1, w2};
+        String[] names = {"x", "w1", "w2"};
+        for (int i = 0; i < 3; i++) {
+            if (given[i].memoryAddress() != expected[i]) {
+                throw new IllegalArgumentException(names[i] + ": " + given[i].describe() + " is not the memory the "
+                        + "forward that filled this " + describe() + " read; pass the forward's " + names[i]);
+            }
+        }
     }
 
     @Override

@@ -144,7 +144,7 @@ public final class SparseFfn extends Resource {
             Args.noAliasing(1, new String[] {"z", "x", "w1", "w2"}, z, x, w1, w2);
             Native.check(sparse24.s24_ffn_forward(plan(tokens), x.data(), w1.data(), w2.data(), z.data(),
                     saved.handle()), "s24_ffn_forward");
-            saved.markFilled();
+            saved.markFilled(x, w1, w2);
         }
     }
 
@@ -175,7 +175,8 @@ public final class SparseFfn extends Resource {
     /**
      * Gradients of the forward that filled {@code saved}, given dZ.
      *
-     * @param saved from the forward whose inputs x, w1, w2 are (they must be the same tensors' contents)
+     * @param saved from the forward whose inputs x, w1, w2 are (the same memory, contents unchanged; other memory
+     *              throws {@link IllegalArgumentException})
      * @param dz    [T, d]
      * @return dX [T, d], dW1 [f, d], dW2 [d, f]
      */
@@ -217,6 +218,7 @@ public final class SparseFfn extends Resource {
         }
         try (InUse u = InUse.of(context(), this, saved, x, w1, w2, dz, dx, dw1, dw2)) {
             Args.noAliasing(3, new String[] {"dx", "dw1", "dw2", "x", "w1", "w2", "dz"}, dx, dw1, dw2, x, w1, w2, dz);
+            saved.checkForwardInputs(x, w1, w2);
             Native.check(sparse24.s24_ffn_backward(plan(tokens), saved.handle(), x.data(), w1.data(), w2.data(),
                     dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
                     dw2 == null ? null : dw2.data()), "s24_ffn_backward");
