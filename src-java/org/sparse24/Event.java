@@ -17,7 +17,7 @@ public final class Event extends Resource {
     private Event(Sparse24 context, s24_event handle) {
         super(context);
         this.handle = handle;
-        context.track(this);
+        track(null, 0);
     }
 
     /** A new event of {@code context}. */

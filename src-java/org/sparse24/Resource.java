@@ -1,5 +1,8 @@
 package org.sparse24;
 
+import java.lang.ref.Cleaner;
+import java.util.concurrent.atomic.AtomicBoolean;
+
 /**
  * Something that lives in a {@link Sparse24} context's native memory: tensors, FFNs, saved states, events.
  * The context keeps track of its open resources and closes them when it is closed, so nothing is ever freed
@@ -12,7 +15,11 @@ package org.sparse24;
  * free is stream-ordered).
  */
 abstract class Resource implements AutoCloseable {
+    private static final Cleaner CLEANER = Cleaner.create();
+
     private final Sparse24 context;
+    private final AtomicBoolean released = new AtomicBoolean();  // shared with the Cleaner's action
+    private long bytes;      // native bytes counted by the context while this is open
     private boolean closed;  // guarded by this
     private int users;       // calls holding this resource in use; guarded by this
 
@@ -31,6 +38,38 @@ abstract class Resource implements AutoCloseable {
     }
 
     /**
+     * Registers this resource (call once, at the end of the subclass constructor): with the {@link Scope} open on
+     * this thread, if any, and with the context, which closes it when closed. With {@code leakFree} non-null the
+     * context holds it weakly, and if it becomes unreachable without {@link #close()}, a {@link Cleaner} runs
+     * {@code leakFree} (which must not reference this object) to free the native side; {@code bytes} of native
+     * memory are counted meanwhile (many unreachable ones prompt a garbage collection).
+     *
+     * @throws IllegalStateException if the context is closing
+     */
+    final void track(Runnable leakFree, long bytes) {
+        Sparse24 ctx = context;
+        ctx.track(this, leakFree == null);
+        this.bytes = bytes;
+        ctx.countBytes(bytes);
+        if (leakFree != null) {
+            AtomicBoolean done = released;
+            CLEANER.register(this, () -> {
+                if (done.compareAndSet(false, true)) {
+                    ctx.countBytes(-bytes);
+                    if (!ctx.isClosed()) {
+                        try {
+                            leakFree.run();
+                        } catch (RuntimeException e) {
+                            // the context is closing: it frees everything itself
+                        }
+                    }
+                }
+            });
+        }
+        Scope.adopt(this);
+    }
+
+    /**
      * Frees the native resources (after the calls using them on other threads have returned); later calls do
      * nothing.
      */
@@ -44,9 +83,17 @@ abstract class Resource implements AutoCloseable {
             awaitNoUsers();
         }
         context.forget(this);
-        if (!context.isClosed()) {
-            release();
+        if (released.compareAndSet(false, true)) {
+            context.countBytes(-bytes);
+            if (!context.isClosed()) {
+                release();
+            }
         }
+    }
+
+    /** A {@code leakFree} action for {@link #track}: frees {@code data} through {@code context}. */
+    static Runnable freeing(Sparse24 context, org.bytedeco.javacpp.Pointer data) {
+        return () -> context.free(data);
     }
 
     /** Frees the native side; runs at most once, and only while the context is open. */

@@ -21,7 +21,7 @@ public final class SavedState extends Resource {
         this.ffn = ffn;
         this.tokens = tokens;
         this.handle = handle;
-        ffn.context().track(this);
+        track(destroying(handle), 0);
     }
 
     /** The FFN this state belongs to. */
@@ -95,6 +95,11 @@ public final class SavedState extends Resource {
                         + "forward that filled this " + describe() + " read; pass the forward's " + names[i]);
             }
         }
+    }
+
+    /** Frees a saved state that was never closed (it must not reference the SavedState). */
+    private static Runnable destroying(s24_saved handle) {
+        return () -> sparse24.s24_saved_destroy(handle);
     }
 
     @Override

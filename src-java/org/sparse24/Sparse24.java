@@ -4,7 +4,10 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.WeakHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 
 import org.bytedeco.javacpp.Pointer;
 import org.sparse24.binding.s24_context;
@@ -27,9 +30,14 @@ import org.sparse24.binding.global.sparse24;
  * }</pre>
  */
 public final class Sparse24 implements AutoCloseable {
+    private static volatile long gcBytes = Long.getLong("sparse24.gcBytes", 256L << 20);
+
     private volatile s24_context handle;  // null once destroyed
     private final ContextInfo info;
-    private final Set<Resource> resources = new LinkedHashSet<>();
+    private final Set<Resource> resources = new LinkedHashSet<>();  // held until closed (FFNs, events)
+    private final Map<Resource, Boolean> collectable = new WeakHashMap<>();  // tensors, saved states
+    private final AtomicLong countedBytes = new AtomicLong();  // native bytes of open collectable resources
+    private long gcMark = gcBytes;  // countedBytes that prompts the next System.gc()
     private boolean closing;  // close() has begun: no new resources
     private boolean accepting = true;  // false once close() has closed the resources: no new calls
     private int users;  // calls in flight (InUse); guarded by this
@@ -87,6 +95,14 @@ public final class Sparse24 implements AutoCloseable {
     /** A context on CUDA device {@code device}. */
     public static Sparse24 cuda(int device) {
         return create(Backend.CUDA, device);
+    }
+
+    /**
+     * Opens a {@link Scope} on this thread: every tensor, FFN, saved state and event created on this thread until
+     * it closes (in any context) is closed with it, except those passed to {@link Scope#keep}.
+     */
+    public static Scope scope() {
+        return Scope.open();
     }
 
     /** The native library version, "MAJOR.MINOR.PATCH". */
@@ -162,6 +178,7 @@ public final class Sparse24 implements AutoCloseable {
             }
             closing = true;
             open = new ArrayList<>(resources);
+            open.addAll(0, collectable.keySet());
         }
         Collections.reverse(open);
         RuntimeException failure = null;
@@ -226,16 +243,53 @@ public final class Sparse24 implements AutoCloseable {
     }
 
     /** Tracks an open resource so that {@link #close()} closes it. */
-    synchronized void track(Resource r) {
+    synchronized void track(Resource r, boolean strongly) {
         if (closing) {
             throw new IllegalStateException("the sparse24 context (" + info.backend() + ") is closed");
         }
-        resources.add(r);
+        if (strongly) {
+            resources.add(r);
+        } else {
+            collectable.put(r, Boolean.TRUE);
+        }
     }
 
     /** Stops tracking a resource that was closed. */
     synchronized void forget(Resource r) {
         resources.remove(r);
+        collectable.remove(r);
+    }
+
+    /**
+     * Counts native bytes held by open resources. Unreachable tensors are freed by a {@link java.lang.ref.Cleaner}
+     * only after a garbage collection, which native memory alone does not trigger: once the count grows by
+     * {@code sparse24.gcBytes} (default 256 MiB) since the last prompt, this asks for one.
+     */
+    void countBytes(long delta) {
+        long now = countedBytes.addAndGet(delta);
+        long step = gcBytes;
+        boolean collect = false;
+        synchronized (this) {
+            if (now > gcMark) {
+                gcMark = now + step;
+                collect = true;
+            } else if (now + step < gcMark) {
+                gcMark = Math.max(step, now + step);
+            }
+        }
+        if (collect) {
+            System.gc();
+        }
+    }
+
+    /** Sets the growth of counted bytes that prompts a garbage collection (the system property's value). */
+    static void gcBytes(long bytes) {
+        gcBytes = bytes;
+    }
+
+    /** Native bytes held by this context's open tensors. */
+    long countedBytes() {
+        return countedBytes.get();
     }
 
     /** Allocates {@code bytes} in this context's memory (host on CPU, device on CUDA). */

@@ -1,11 +1,12 @@
 package org.sparse24;
 
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.WeakHashMap;
 
 import org.sparse24.binding.s24_ffn;
 import org.sparse24.binding.s24_ffn_info;
@@ -33,7 +34,7 @@ public final class SparseFfn extends Resource {
     private final DType dtype;
     private final SparseFfnOptions options;
     private final Map<Long, s24_ffn> plans = new HashMap<>();
-    private final Set<SavedState> savedStates = new LinkedHashSet<>();
+    private final Set<SavedState> savedStates = Collections.newSetFromMap(new WeakHashMap<>());  // open ones
 
     /**
      * @param context the context whose backend runs the layer
@@ -59,7 +60,7 @@ public final class SparseFfn extends Resource {
         this.dFf = dFf;
         this.dtype = dtype;
         this.options = options;
-        context.track(this);
+        track(null, 0);
     }
 
     /** d. */

@@ -28,7 +28,7 @@ public final class Tensor extends Resource {
         this.elements = elements;
         this.data = data;
         this.owned = owned;
-        context.track(this);
+        track(owned ? freeing(context, data) : () -> { }, owned ? elements * dtype.byteSize() : 0);
     }
 
     /** A new tensor of {@code shape} (every extent >= 1); its contents are undefined. */
