@@ -19,6 +19,6 @@ class CpuSoakTest extends SoakChecks {
 
     @Override
     long rssAllowance() {
-        return 48L << 20;
+        return 256L << 20;
     }
 }

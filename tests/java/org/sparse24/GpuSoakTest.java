@@ -25,6 +25,6 @@ class GpuSoakTest extends SoakChecks {
 
     @Override
     long rssAllowance() {
-        return 64L << 20;
+        return 256L << 20;
     }
 }

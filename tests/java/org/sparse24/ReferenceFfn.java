@@ -5,7 +5,8 @@ package org.sparse24;
  * library stores a tensor (H, Yhat, Z, dYhat, dH, dX, dW1, dW2) and applies the 2:4 rules literally:
  * <ul>
  *   <li>forward: in each row, in each group of 4 features, keep the 2 largest relu(H) (NaN above every number,
- *       ties: lower index); dH is dYhat * 2 sqrt(Yhat) on the kept positions, 0 elsewhere;</li>
+ *       ties: lower index); dH is dYhat * 2 sqrt(Yhat) (with sparse products: on the kept positions, 0
+ *       elsewhere);</li>
  *   <li>split backward: each sparse feature's column, tokens taken in permuted order and zero-padded to a
  *       multiple of 4, keeps the 2 largest |values| of each group of 4 positions (ties: lower position);
  *       dense features are summed over all tokens.</li>
@@ -92,7 +93,8 @@ final class ReferenceFfn {
         double[] dy = round(matmul(dz, w2, tokens, d, f, false, false));
         double[] dh = new double[tokens * f];
         for (int i = 0; i < dh.length; i++) {
-            dh[i] = kept[i] ? round(dy[i] * 2 * Math.sqrt(yhat[i])) : 0;
+            // a dense masked gradient also forms dYhat * 0 where Yhat was dropped (NaN for a non-finite dYhat)
+            dh[i] = kept[i] || !sparseProducts ? round(dy[i] * 2 * Math.sqrt(yhat[i])) : 0;
         }
         dx = round(matmul(dh, w1, tokens, f, d, false, false, sparseProducts));
         boolean[] dense = new boolean[f];
