@@ -248,7 +248,7 @@ s24_status s24_free(s24_context* ctx, void* ptr) {
         if (ptr == nullptr) return;
         ctx->backend->synchronize();  // work enqueued on the memory finishes before it is freed
         ctx->backend->release(ptr);
-    });
+    }, true);  // also while the context is being destroyed (its FFNs, saved states or events keep it)
 }
 
 s24_status s24_memcpy(s24_context* ctx, void* dst, const void* src, size_t bytes, s24_copy_kind kind) {
