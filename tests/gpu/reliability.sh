@@ -22,6 +22,9 @@
 #
 # Environment: STEPS, FUZZ_CASES, STRESS_SECONDS, SOAK_STEPS, SOAK_DEVICE_MIB, TIMEOUT_<STEP> (seconds; defaults
 # below), SANITIZER (compute-sanitizer), plus what run.sh reads (SPARSE24_CUSPARSELT_PATH, ...).
+# Time on an H200 (estimated, not yet measured): fuzz,nan,stress,soak about 6 min; memcheck,racecheck,synccheck
+# up to 12 min (their limits); memcheckjava up to 5 min. Split the run with STEPS where one command may not
+# take that long.
 set -uo pipefail
 
 if [[ $# -lt 2 || "$1" == -h || "$1" == --help ]]; then
@@ -103,20 +106,20 @@ sanitize() {
 }
 
 if wanted fuzz; then
-    junit fuzz "${TIMEOUT_FUZZ:-420}" "-Dsparse24.fuzzCases=$FUZZ_CASES" GpuFuzzTest
+    junit fuzz "${TIMEOUT_FUZZ:-300}" "-Dsparse24.fuzzCases=$FUZZ_CASES" GpuFuzzTest
 fi
 if wanted nan; then
-    junit nan "${TIMEOUT_NAN:-300}" "" GpuNanTest
+    junit nan "${TIMEOUT_NAN:-180}" "" GpuNanTest
 fi
 if wanted stress; then
-    junit stress "${TIMEOUT_STRESS:-180}" "-Dsparse24.stressSeconds=$STRESS_SECONDS" GpuConcurrencyTest
+    junit stress "${TIMEOUT_STRESS:-120}" "-Dsparse24.stressSeconds=$STRESS_SECONDS" GpuConcurrencyTest
 fi
 if wanted soak; then
     CSV="$RES/soak-device.csv"
     ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 2>/dev/null | head -n1
         sleep 1; done ) > "$CSV" &
     SAMPLER=$!
-    junit soak "${TIMEOUT_SOAK:-420}" "-Dsparse24.soakSteps=$SOAK_STEPS" GpuSoakTest
+    junit soak "${TIMEOUT_SOAK:-300}" "-Dsparse24.soakSteps=$SOAK_STEPS" GpuSoakTest
     kill "$SAMPLER" 2>/dev/null
     # device memory (MiB, one sample a second): after the first fifth, at most SOAK_DEVICE_MIB above that level
     if ! awk -v allow="$SOAK_DEVICE_MIB" '{ v[NR] = $1 } END {
@@ -133,13 +136,13 @@ if wanted memcheck || wanted racecheck || wanted synccheck; then
     if ! native_check; then echo "reliability.sh: cannot prepare the native check" >&2; FAILED=1; fi
 fi
 if wanted memcheck && [[ -n "${CHECK:-}" ]]; then
-    sanitize memcheck-native "${TIMEOUT_MEMCHECK:-420}" --tool memcheck --leak-check full -- "$CHECK" check
+    sanitize memcheck-native "${TIMEOUT_MEMCHECK:-300}" --tool memcheck --leak-check full -- "$CHECK" check
 fi
 if wanted racecheck && [[ -n "${CHECK:-}" ]]; then
-    sanitize racecheck-native "${TIMEOUT_RACECHECK:-420}" --tool racecheck --kernel-name kns=s24 -- "$CHECK" check
+    sanitize racecheck-native "${TIMEOUT_RACECHECK:-240}" --tool racecheck --kernel-name kns=s24 -- "$CHECK" check
 fi
 if wanted synccheck && [[ -n "${CHECK:-}" ]]; then
-    sanitize synccheck-native "${TIMEOUT_SYNCCHECK:-300}" --tool synccheck -- "$CHECK" check
+    sanitize synccheck-native "${TIMEOUT_SYNCCHECK:-180}" --tool synccheck -- "$CHECK" check
 fi
 if wanted memcheckjava; then
     # shellcheck source=/dev/null
@@ -148,7 +151,7 @@ if wanted memcheckjava; then
     CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes" "$B/junit/$JUNIT_JAR"); echo "${a[*]}")"
     mkdir -p "$RES/memcheck-java"
     # The JVM's own signals and JIT are invisible to the sanitizer; only CUDA API calls and kernels are checked.
-    sanitize memcheck-java "${TIMEOUT_MEMCHECKJAVA:-600}" --tool memcheck --target-processes all -- \
+    sanitize memcheck-java "${TIMEOUT_MEMCHECKJAVA:-300}" --tool memcheck --target-processes all -- \
         "$B/jre/bin/java" -Xmx8g "-Dsparse24.stressSeconds=2" -cp "$CP" org.junit.platform.console.ConsoleLauncher \
         $JUNIT_EXECUTE --disable-banner --details=summary --include-engine=junit-jupiter --include-tag gpu \
         --reports-dir "$RES/memcheck-java" --fail-if-no-tests \
