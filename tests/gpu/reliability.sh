@@ -74,7 +74,8 @@ native_check() {
     local dir="$RES/.native"
     mkdir -p "$dir" && cp "$B/native/s24_native_check" "$dir/" || return 1
     (cd "$dir" && "$B/jre/bin/jar" xf "$B/lib/$APP_JAR" "$NATIVE_LIB_IN_JAR") || return 1
-    mv "$dir/$NATIVE_LIB_IN_JAR" "$dir/" && ln -sf "$(basename "$NATIVE_LIB_IN_JAR")" "$dir/libsparse24.so" 2>/dev/null
+    mv "$dir/$NATIVE_LIB_IN_JAR" "$dir/" && rm -rf "${dir:?}/${NATIVE_LIB_IN_JAR%%/*}"
+    [[ -e "$dir/libsparse24.so" ]] || ln -s "$(basename "$NATIVE_LIB_IN_JAR")" "$dir/libsparse24.so"
     CHECK="$dir/s24_native_check"
 }
 
