@@ -15,6 +15,13 @@
  *    memory for a CPU context. Work on a CUDA context is enqueued on the context's stream and returns
  *    without waiting, except where a function says it synchronizes.
  *  - A context may be used from several threads: calls on one context are serialized by a lock.
+ *    s24_context_destroy waits for the calls in flight, then fails later calls on the context; its FFNs, saved
+ *    states and events stay valid until destroyed themselves (destroy them in any order; the context's memory
+ *    goes with the last of them; s24_free works until then). Using a handle after its own destroy returned
+ *    is undefined.
+ *  - Freeing memory (s24_free, s24_saved_destroy) first waits for the work enqueued on the context's stream.
+ *  - NaN propagates: the 2:4 selection ranks NaN above every number (ties go to the lower index) and
+ *    relu(NaN) = NaN. Size products that overflow are S24_ERROR_INVALID_ARGUMENT.
  *  - dtypes: S24_BF16 and S24_FP16 on every backend; S24_FP32 on the CPU backend only.
  *    Storage is rounded to the dtype (round-to-nearest-even); arithmetic accumulates in fp32.
  */

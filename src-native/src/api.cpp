@@ -22,6 +22,35 @@ void check_dtype(const s24_context* ctx, s24_dtype dtype, const char* what) {
         fail(S24_ERROR_NOT_SUPPORTED, msg(what, ": FP32 is supported on the CPU backend only; use BF16 or FP16 on CUDA"));
 }
 
+size_t checked_packed_bytes(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols) {
+    const size_t elem = s24::dtype_size(dtype);
+    const char* what = "packed matrix size";
+    size_t values = 0, meta = 0;
+    switch (layout) {
+        case S24_LAYOUT_DENSE: return array_bytes(rows, cols, elem, what);
+        case S24_LAYOUT_ROW:
+            values = array_bytes(rows, cols / 2, elem, what);
+            meta = array_bytes(rows, s24::row_layout_meta_stride(cols), 1, what);
+            break;
+        case S24_LAYOUT_CUSPARSELT:
+            values = array_bytes(rows, cols / 2, elem, what);
+            meta = array_bytes(rows, cols / 8, 1, what);
+            break;
+        default: return 0;
+    }
+    require(values <= kMaxBytes - meta, what, ": [", rows, ", ", cols, "] needs more than ", kMaxBytes, " bytes");
+    return values + meta;
+}
+
+void release_context(s24_context* ctx) {
+    {
+        std::unique_lock<std::mutex> g(ctx->gate);
+        if (--ctx->refs > 0) return;
+        ctx->idle.wait(g, [&] { return ctx->calls == 0; });  // callers turned away still leaving the gate
+    }
+    delete ctx;
+}
+
 void set_last_error(const std::string& message) { last_error = message; }
 
 namespace {
@@ -91,7 +120,7 @@ s24_status s24_packed_size(s24_layout layout, s24_dtype dtype, int64_t rows, int
         check_matrix(rows, cols, "packed matrix");
         check_groups(cols, "packed matrix");
         check_layout(layout, dtype, rows, cols, "packed matrix");
-        *bytes = packed_bytes(layout, dtype, rows, cols);
+        *bytes = checked_packed_bytes(layout, dtype, rows, cols);
     });
 }
 
@@ -128,8 +157,21 @@ s24_status s24_context_create(s24_backend backend, int32_t device, s24_context**
 
 s24_status s24_context_destroy(s24_context* ctx) {
     if (ctx == nullptr) return S24_OK;
-    s24_status status = guarded([&] { ctx->backend->synchronize(); });
-    delete ctx;
+    {
+        std::unique_lock<std::mutex> g(ctx->gate);
+        if (ctx->destroyed) {
+            set_last_error("context: s24_context_destroy was already called");
+            return S24_ERROR_INVALID_ARGUMENT;
+        }
+        ctx->destroyed = true;  // new calls fail from now on; wait for those in flight
+        ctx->idle.wait(g, [&] { return ctx->calls == 0; });
+    }
+    s24_status status;
+    {
+        std::lock_guard<std::mutex> hold(ctx->lock);
+        status = guarded([&] { ctx->backend->synchronize(); });
+    }
+    release_context(ctx);
     return status;
 }
 
@@ -181,8 +223,10 @@ s24_status s24_malloc(s24_context* ctx, size_t bytes, void** out) {
 
 s24_status s24_free(s24_context* ctx, void* ptr) {
     return locked(ctx, [&] {
-        if (ptr != nullptr) ctx->backend->release(ptr);
-    });
+        if (ptr == nullptr) return;
+        ctx->backend->synchronize();  // work enqueued on the memory finishes before it is freed
+        ctx->backend->release(ptr);
+    }, true);  // also while the context is being destroyed (its FFNs, saved states or events keep it)
 }
 
 s24_status s24_memcpy(s24_context* ctx, void* dst, const void* src, size_t bytes, s24_copy_kind kind) {
@@ -213,13 +257,17 @@ s24_status s24_event_create(s24_context* ctx, s24_event** out) {
         *out = nullptr;
         void* handle = ctx->backend->event_create();
         *out = new s24_event{ctx, handle};
+        std::lock_guard<std::mutex> g(ctx->gate);
+        ++ctx->refs;
     });
 }
 
 s24_status s24_event_destroy(s24_event* event) {
     if (event == nullptr) return S24_OK;
-    s24_status status = locked(event->ctx, [&] { event->ctx->backend->event_destroy(event->handle); });
+    s24_context* ctx = event->ctx;
+    s24_status status = locked(ctx, [&] { ctx->backend->event_destroy(event->handle); }, true);
     delete event;
+    release_context(ctx);
     return status;
 }
 

@@ -56,7 +56,21 @@ s24_layout choose_t_layout(const s24_context* ctx, const s24_ffn& f) {
 
 size_t elem(const s24_ffn& f) { return s24_dtype_size(f.dtype); }
 
-void check_ffn(const s24_ffn* ffn) { require(ffn != nullptr, "ffn is NULL"); }
+void check_ffn(const s24_ffn* ffn) {
+    require(ffn != nullptr, "ffn is NULL");
+    require(!ffn->destroyed, "ffn: used after s24_ffn_destroy");
+}
+
+// Drops one reference to the plan; frees it (and its reference to the context) when it was the last.
+void release_ffn(s24_ffn* ffn) {
+    s24_context* ctx = ffn->ctx;
+    {
+        std::lock_guard<std::mutex> g(ctx->gate);
+        if (--ffn->refs > 0) return;
+    }
+    delete ffn;
+    release_context(ctx);
+}
 
 
 
@@ -67,8 +81,8 @@ struct ForwardScratch {
     size_t h, y, total;
     explicit ForwardScratch(const s24_ffn& f) {
         ScratchPlan p;
-        h = p.add((size_t)f.tokens * f.d_ff * elem(f));                 // H [T, f]
-        y = p.add(packed_bytes(f.y_layout, f.dtype, f.tokens, f.d_ff));  // Yhat when nothing is saved
+        h = p.add(array_bytes(f.tokens, f.d_ff, elem(f), "H [T, f]"));  // H [T, f]
+        y = p.add(checked_packed_bytes(f.y_layout, f.dtype, f.tokens, f.d_ff));  // Yhat when nothing is saved
         total = p.total();
     }
 };
@@ -80,14 +94,14 @@ struct BackwardScratch {
         const bool split = f.options.sparse_backward, permute = split && f.options.permute_tokens;
         const int64_t t_cols = split_out_cols(f.t_layout, T);
         ScratchPlan p;
-        dy = p.add((size_t)T * n * elem(f));                                       // dYhat [T, f]
-        dh = p.add(packed_bytes(f.y_layout, f.dtype, T, n));                       // dH, packed like Yhat
-        dense = p.add(split ? 0 : (size_t)T * n * elem(f));                        // unpacked Yhat or dH
-        perm = p.add(permute ? (size_t)T * sizeof(int32_t) : 0);                   // token permutation
-        rows = p.add(permute ? (size_t)T * d * elem(f) : 0);                       // dZ or X permuted
-        t_packed = p.add(split ? packed_bytes(f.t_layout, f.dtype, n, t_cols) : 0);  // [f, T] operand
-        dense_cols = p.add(split ? (size_t)T * k * elem(f) : 0);                   // [T, k]
-        dense_prod = p.add(split ? (size_t)d * k * elem(f) : 0);                   // [d, k] / [k, d]
+        dy = p.add(array_bytes(T, n, elem(f), "dYhat [T, f]"));                    // dYhat [T, f]
+        dh = p.add(checked_packed_bytes(f.y_layout, f.dtype, T, n));                       // dH, packed like Yhat
+        dense = p.add(split ? 0 : array_bytes(T, n, elem(f), "Yhat [T, f]"));     // unpacked Yhat or dH
+        perm = p.add(permute ? array_bytes(T, 1, sizeof(int32_t), "perm [T]") : 0);  // token permutation
+        rows = p.add(permute ? array_bytes(T, d, elem(f), "X [T, d]") : 0);          // dZ or X permuted
+        t_packed = p.add(split ? checked_packed_bytes(f.t_layout, f.dtype, n, t_cols) : 0);  // [f, T] operand
+        dense_cols = p.add(split ? array_bytes(T, k, elem(f), "dense columns [T, k]") : 0);  // [T, k]
+        dense_prod = p.add(split ? array_bytes(d, k, elem(f), "dense product [d, k]") : 0);  // [d, k] / [k, d]
         total = p.total();
     }
 };
@@ -96,9 +110,9 @@ struct SavedParts {
     size_t y, counts, dense_idx, is_dense, totals, total;
     explicit SavedParts(const s24_ffn& f) {
         ScratchPlan p;
-        y = p.add(packed_bytes(f.y_layout, f.dtype, f.tokens, f.d_ff));
-        counts = p.add((size_t)f.d_ff * sizeof(int32_t));
-        dense_idx = p.add((size_t)(f.dense_features > 0 ? f.dense_features : 1) * sizeof(int32_t));
+        y = p.add(checked_packed_bytes(f.y_layout, f.dtype, f.tokens, f.d_ff));
+        counts = p.add(array_bytes(f.d_ff, 1, sizeof(int32_t), "counts [f]"));
+        dense_idx = p.add(array_bytes(f.dense_features > 0 ? f.dense_features : 1, 1, sizeof(int32_t), "dense_idx"));
         is_dense = p.add((size_t)f.d_ff);
         totals = p.add(6 * sizeof(int64_t));
         total = p.total();
@@ -259,13 +273,24 @@ s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int
         f->y_layout = choose_y_layout(ctx, *f);
         f->t_layout = choose_t_layout(ctx, *f);
         f->next_step = 0;
+        workspace_bytes(*f);    // INVALID_ARGUMENT naming the size if scratch or saved sizes overflow
+        SavedParts parts(*f);
+        (void)parts;
         *out = f.release();
+        std::lock_guard<std::mutex> g(ctx->gate);
+        ++ctx->refs;
     });
 }
 
 s24_status s24_ffn_destroy(s24_ffn* ffn) {
-    delete ffn;
-    return S24_OK;
+    if (ffn == nullptr) return S24_OK;
+    s24_status status = locked(ffn->ctx, [&] {  // waits for calls in flight on the context
+        std::lock_guard<std::mutex> g(ffn->ctx->gate);
+        require(!ffn->destroyed, "ffn: s24_ffn_destroy was already called");
+        ffn->destroyed = true;
+    }, true);
+    if (status == S24_OK) release_ffn(ffn);
+    return status;
 }
 
 s24_status s24_ffn_get_info(const s24_ffn* ffn, s24_ffn_info* info) {
@@ -302,6 +327,7 @@ s24_status s24_saved_create(s24_ffn* ffn, s24_saved** out) {
         require_pointer(out, "out");
         *out = nullptr;
         Backend& be = *ffn->ctx->backend;
+        check_ffn(ffn);
         const SavedParts parts(*ffn);
         auto s = std::make_unique<s24_saved>();
         s->ffn = ffn;
@@ -312,15 +338,27 @@ s24_status s24_saved_create(s24_ffn* ffn, s24_saved** out) {
         s->dense_idx = (int32_t*)(base + parts.dense_idx);
         s->is_dense = (uint8_t*)(base + parts.is_dense);
         s->totals = (int64_t*)(base + parts.totals);
-        be.fill(s->totals, 0, 6 * sizeof(int64_t));
+        try {
+            be.fill(s->totals, 0, 6 * sizeof(int64_t));
+        } catch (...) {
+            be.release(s->memory);
+            throw;
+        }
         *out = s.release();
+        std::lock_guard<std::mutex> g(ffn->ctx->gate);
+        ++ffn->refs;
     });
 }
 
 s24_status s24_saved_destroy(s24_saved* saved) {
     if (saved == nullptr) return S24_OK;
-    s24_status status = locked(saved->ffn->ctx, [&] { saved->ffn->ctx->backend->release(saved->memory); });
+    s24_ffn* ffn = saved->ffn;
+    s24_status status = locked(ffn->ctx, [&] {
+        ffn->ctx->backend->synchronize();  // work enqueued on the saved memory finishes first
+        ffn->ctx->backend->release(saved->memory);
+    }, true);
     delete saved;
+    release_ffn(ffn);
     return status;
 }
 
@@ -330,6 +368,7 @@ s24_status s24_ffn_forward(s24_ffn* ffn, const void* x, const void* w1, const vo
         return S24_ERROR_INVALID_ARGUMENT;
     }
     return locked(ffn->ctx, [&] {
+        check_ffn(ffn);
         require_pointer(x, "x");
         require_pointer(w1, "w1");
         require_pointer(w2, "w2");
@@ -346,6 +385,7 @@ s24_status s24_ffn_backward(s24_ffn* ffn, const s24_saved* saved, const void* x,
         return S24_ERROR_INVALID_ARGUMENT;
     }
     return locked(ffn->ctx, [&] {
+        check_ffn(ffn);
         require_pointer(saved, "saved");
         require(saved->ffn == ffn, "saved was created for another ffn plan");
         require(saved->forward_done, "saved holds no forward yet: call s24_ffn_forward with it first");

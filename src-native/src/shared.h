@@ -9,17 +9,25 @@
 namespace s24 {
 
 // ---- the 2:4 selection rule -------------------------------------------------------------------------
-// Of 4 scores (relu(h) for the forward, |v| elsewhere) keep the 2 largest; ties go to the lower index.
-// NaN scores count as -1, below every real score, so the choice is always exactly 2 and deterministic.
+// Of 4 scores (relu(h) for the forward, |v| elsewhere) keep the 2 largest. NaN ranks above every number
+// (+Inf included), so a NaN in a group is always kept and propagates like in the dense computation.
+// Ties (equal numbers, or two NaNs) go to the lower index: the choice is always exactly 2 and deterministic.
 // Returns the nibble: bits 0-1 first kept index, bits 2-3 second (first < second).
+S24_HD bool outranks24(float a, int ia, float b, int ib) {
+    const bool nan_a = a != a, nan_b = b != b;
+    if (nan_a != nan_b) return nan_a;
+    if (nan_a || a == b) return ia < ib;
+    return a > b;
+}
+
 S24_HD unsigned select24(float s0, float s1, float s2, float s3) {
-    float s[4] = {s0 != s0 ? -1.f : s0, s1 != s1 ? -1.f : s1, s2 != s2 ? -1.f : s2, s3 != s3 ? -1.f : s3};
+    const float s[4] = {s0, s1, s2, s3};
     unsigned nibble = 0, kept = 0;
 S24_UNROLL
     for (int i = 0; i < 4; ++i) {
-        int beaten = 0;  // entries that beat i: larger, or equal with a lower index
+        int beaten = 0;  // entries that outrank i
 S24_UNROLL
-        for (int j = 0; j < 4; ++j) beaten += (j != i && (s[j] > s[i] || (s[j] == s[i] && j < i))) ? 1 : 0;
+        for (int j = 0; j < 4; ++j) beaten += (j != i && outranks24(s[j], j, s[i], i)) ? 1 : 0;
         if (beaten < 2) { nibble |= (unsigned)i << (2 * kept); ++kept; }
     }
     return nibble;

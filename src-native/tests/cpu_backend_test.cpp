@@ -250,12 +250,14 @@ std::vector<double> doc_unpack(const Tensor& p, s24_layout l, int64_t rows, int6
 }
 
 // The two kept positions of a group by the documented rule: the 2 largest scores, ties to the lower
-// index, NaN below everything. Returned ascending.
+// index, NaN above everything. Returned ascending.
 std::pair<int, int> naive_top2(const double s_in[4]) {
     double s[4];
-    for (int j = 0; j < 4; ++j) s[j] = std::isnan(s_in[j]) ? -1.0 : s_in[j];
+    for (int j = 0; j < 4; ++j) s[j] = std::isnan(s_in[j]) ? INFINITY : s_in[j];
+    bool nan[4];
+    for (int j = 0; j < 4; ++j) nan[j] = std::isnan(s_in[j]);
     int idx[4] = {0, 1, 2, 3};
-    std::stable_sort(idx, idx + 4, [&](int a, int b) { return s[a] > s[b]; });
+    std::stable_sort(idx, idx + 4, [&](int a, int b) { return nan[a] != nan[b] ? nan[a] : s[a] > s[b]; });
     return {std::min(idx[0], idx[1]), std::max(idx[0], idx[1])};
 }
 
@@ -360,9 +362,9 @@ void test_compress_roundtrip(s24_dtype t, s24_layout l, int64_t rows, int64_t co
     check(p1.bytes == p2.bytes, what + ": compress24(decompress24(p)) == p");
 }
 
-// relu(x)^2 as the spec states it: relu in fp32 (NaN -> 0), the square in fp32, one rounding to the dtype.
+// relu(x)^2 as the spec states it: relu in fp32 (NaN stays NaN), the square in fp32, one rounding to the dtype.
 double naive_relu_squared(double x, s24_dtype t) {
-    double r = x > 0 ? x : 0;
+    double r = x > 0 || std::isnan(x) ? x : 0;
     float sq = (float)(r * r);  // the double product of two floats is exact: this is the fp32 product
     return bits_value(round_bits(sq, t), t);
 }
@@ -391,7 +393,7 @@ void test_sparsify_rows(s24_dtype t, s24_layout l, int64_t rows, int64_t cols, b
             double score[4], sq[4];
             for (int j = 0; j < 4; ++j) {
                 double x = h.at(r * cols + 4 * g + j);
-                score[j] = x > 0 ? x : 0;
+                score[j] = x > 0 || std::isnan(x) ? x : 0;
                 sq[j] = naive_relu_squared(x, t);
                 before += sq[j] != 0;
             }

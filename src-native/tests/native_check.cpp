@@ -9,6 +9,7 @@
 #include "sparse24.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdarg>
 #include <cmath>
 #include <cstdint>
@@ -501,6 +502,72 @@ void check_threads(s24_context* gpu, std::mt19937& rng) {
            errors[0] + errors[1] + errors[2] + errors[3]);
 }
 
+// C API lifetimes on one backend: destroying an FFN before its saved state and the context before its FFN,
+// saved state and event (each stays usable or fails cleanly until destroyed), and destroying a context while
+// 4 threads run forwards on it (calls in flight finish, later ones fail with INVALID_ARGUMENT; no hang).
+void check_lifetimes(s24_backend backend, const char* name) {
+    const int64_t T = 64, d = 64, f = 128;
+    const size_t xb = T * d * 2, wb = f * d * 2;
+    std::string err;
+    auto expect = [&](s24_status got, s24_status want, const char* what) {
+        if (got != want) err += std::string(what) + " -> " + s24_status_name(got) + " (" + s24_last_error() + "); ";
+    };
+    // out of order
+    s24_context* ctx = nullptr;
+    S24_TRY(s24_context_create(backend, 0, &ctx));
+    void *x, *w1, *w2, *z;
+    for (void** p : {&x, &w1, &w2, &z}) {
+        S24_TRY(s24_malloc(ctx, p == &w1 || p == &w2 ? wb : xb, p));
+        S24_TRY(s24_memset(ctx, *p, 0x3c, p == &w1 || p == &w2 ? wb : xb));
+    }
+    s24_ffn* ffn = nullptr;
+    s24_saved* saved = nullptr;
+    s24_event* event = nullptr;
+    S24_TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, nullptr, &ffn));
+    S24_TRY(s24_saved_create(ffn, &saved));
+    S24_TRY(s24_event_create(ctx, &event));
+    S24_TRY(s24_ffn_forward(ffn, x, w1, w2, z, saved));
+    s24_sparsity sp;
+    expect(s24_ffn_destroy(ffn), S24_OK, "ffn destroy before its saved state");
+    expect(s24_saved_sparsity(saved, &sp), S24_OK, "saved state after its ffn's destroy");
+    expect(s24_context_destroy(ctx), S24_OK, "context destroy before its saved state and event");
+    expect(s24_event_record(event), S24_ERROR_INVALID_ARGUMENT, "event record after the context's destroy");
+    for (void* p : {x, w1, w2, z}) expect(s24_free(ctx, p), S24_OK, "free after the context's destroy");
+    expect(s24_saved_destroy(saved), S24_OK, "saved destroy last but one");
+    expect(s24_event_destroy(event), S24_OK, "event destroy last");
+    report(err.empty(), std::string(name) + ": FFN, saved state, event and context destroyed out of order", err);
+
+    // destroy while forwards run
+    err.clear();
+    S24_TRY(s24_context_create(backend, 0, &ctx));
+    for (void** p : {&x, &w1, &w2}) {
+        S24_TRY(s24_malloc(ctx, p == &x ? xb : wb, p));
+        S24_TRY(s24_memset(ctx, *p, 0x3c, p == &x ? xb : wb));
+    }
+    S24_TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, nullptr, &ffn));
+    std::vector<void*> outs(4);
+    for (void*& o : outs) S24_TRY(s24_malloc(ctx, xb, &o));
+    std::vector<s24_status> last(4, S24_OK);
+    std::vector<int> done(4, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 100000 && last[t] == S24_OK; ++i) {
+                last[t] = s24_ffn_forward(ffn, x, w1, w2, outs[t], nullptr);
+                done[t] += last[t] == S24_OK;
+            }
+        });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    expect(s24_context_destroy(ctx), S24_OK, "context destroy while forwards run");
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 4; ++t) expect(last[t], S24_ERROR_INVALID_ARGUMENT, "a forward after the context's destroy");
+    for (void* p : {x, w1, w2}) expect(s24_free(ctx, p), S24_OK, "free after the context's destroy");
+    for (void* p : outs) expect(s24_free(ctx, p), S24_OK, "free after the context's destroy");
+    expect(s24_ffn_destroy(ffn), S24_OK, "ffn destroy last");
+    report(err.empty(), std::string(name) + ": context destroyed while 4 threads run forwards (" +
+                            std::to_string(done[0] + done[1] + done[2] + done[3]) + " finished)", err);
+}
+
 int run_checks() {
     std::mt19937 rng(2024);
     s24_context* cpu = nullptr;
@@ -510,6 +577,7 @@ int run_checks() {
     if (st != S24_OK) {
         std::printf("no CUDA context (%s: %s): CPU smoke test only\n", s24_status_name(st), s24_last_error());
         check_select({cpu, nullptr}, 1000, 50, rng);
+        check_lifetimes(S24_BACKEND_CPU, "CPU");
         s24_context_destroy(cpu);
         return failures ? 1 : 0;
     }
@@ -528,6 +596,8 @@ int run_checks() {
         unsetenv("SPARSE24_REQUIRE_DIRECT_LAYOUT");
     }
     Pair p{cpu, gpu};
+    check_lifetimes(S24_BACKEND_CPU, "CPU");
+    check_lifetimes(S24_BACKEND_CUDA, "CUDA");
     for (s24_dtype dt : {S24_BF16, S24_FP16}) {
         check_sparsify_rows(p, dt, 64, 64, S24_LAYOUT_CUSPARSELT, false, rng);
         check_sparsify_rows(p, dt, 192, 320, S24_LAYOUT_CUSPARSELT, false, rng);

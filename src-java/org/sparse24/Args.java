@@ -39,6 +39,28 @@ final class Args {
         }
     }
 
+    /**
+     * Checks that no two of {@code tensors} (tensors or packed matrices, nulls skipped) share memory; {@code names} names them in the same
+     * order. The first {@code outputs} are written by the call: each must be disjoint from every other tensor
+     * (inputs may share memory with each other).
+     */
+    static void noAliasing(int outputs, String[] names, Resource... tensors) {
+        for (int i = 0; i < outputs; i++) {
+            for (int j = 0; j < tensors.length; j++) {
+                if (i != j && tensors[i] != null && tensors[j] != null && overlap(tensors[i], tensors[j])) {
+                    throw new IllegalArgumentException(names[i] + ": " + tensors[i].describe() + " overlaps "
+                            + names[j] + " (" + tensors[j].describe() + ") in memory; an output must not share "
+                            + "memory with an input or another output");
+                }
+            }
+        }
+    }
+
+    private static boolean overlap(Resource a, Resource b) {
+        long a0 = a.memoryAddress(), b0 = b.memoryAddress();
+        return a.memoryBytes() > 0 && b.memoryBytes() > 0 && a0 < b0 + b.memoryBytes() && b0 < a0 + a.memoryBytes();
+    }
+
     /** Checks that {@code value >= min}. */
     static void atLeast(long value, long min, String arg) {
         if (value < min) {

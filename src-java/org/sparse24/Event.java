@@ -17,31 +17,39 @@ public final class Event extends Resource {
     private Event(Sparse24 context, s24_event handle) {
         super(context);
         this.handle = handle;
-        context.track(this);
+        track(null, 0);
     }
 
     /** A new event of {@code context}. */
     public static Event create(Sparse24 context) {
         Args.notNull(context, "context");
         s24_event handle = new s24_event();
-        Native.check(sparse24.s24_event_create(context.handle(), handle), "s24_event_create");
-        return new Event(context, handle);
+        try (InUse u = InUse.of(context)) {
+            Native.check(sparse24.s24_event_create(context.handle(), handle), "s24_event_create");
+        }
+        try {
+            return new Event(context, handle);
+        } catch (RuntimeException e) {  // the context began closing meanwhile
+            sparse24.s24_event_destroy(handle);
+            throw e;
+        }
     }
 
     /** Records the event on the context's current stream. */
     public void record() {
-        ensureOpen();
-        Native.check(sparse24.s24_event_record(handle), "s24_event_record");
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_event_record(handle), "s24_event_record");
+        }
     }
 
     /** Milliseconds between two recorded events of one context; waits for {@code end}. */
     public static float elapsedMillis(Event start, Event end) {
         Args.notNull(start, "start");
         Args.notNull(end, "end");
-        start.ensureOpen();
-        end.ensureOpen();
         float[] ms = new float[1];
-        Native.check(sparse24.s24_event_elapsed_ms(start.handle, end.handle, ms), "s24_event_elapsed_ms");
+        try (InUse u = InUse.of(start.context(), start, end)) {
+            Native.check(sparse24.s24_event_elapsed_ms(start.handle, end.handle, ms), "s24_event_elapsed_ms");
+        }
         return ms[0];
     }
 

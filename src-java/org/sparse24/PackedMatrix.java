@@ -23,7 +23,7 @@ public final class PackedMatrix extends Resource {
         this.cols = cols;
         this.bytes = bytes;
         this.data = data;
-        context.track(this);
+        track(freeing(context, data), bytes);
     }
 
     /** A new packed matrix; contents undefined. Size: {@link Sparse24Ops#packedSize}. */
@@ -64,6 +64,16 @@ public final class PackedMatrix extends Resource {
     public Pointer data() {
         ensureOpen();
         return data;
+    }
+
+    @Override
+    long memoryAddress() {
+        return data.address();
+    }
+
+    @Override
+    long memoryBytes() {
+        return bytes;
     }
 
     @Override

@@ -15,6 +15,7 @@ public final class SavedState extends Resource {
     private final s24_saved handle;
     private final boolean denseWarmup;
     private volatile boolean filled;
+    private volatile long[] inputs;  // data addresses of the forward's x, w1, w2
 
     SavedState(SparseFfn ffn, long tokens, s24_saved handle, boolean denseWarmup) {
         super(ffn.context());
@@ -22,7 +23,7 @@ public final class SavedState extends Resource {
         this.tokens = tokens;
         this.handle = handle;
         this.denseWarmup = denseWarmup;
-        ffn.context().track(this);
+        track(destroying(handle), 0);
     }
 
     /** The FFN this state belongs to. */
@@ -47,7 +48,7 @@ public final class SavedState extends Resource {
 
     /** Statistics of the forward (and backward, if run) that used this state; synchronizes the stream. */
     public Sparsity sparsity() {
-        try (s24_sparsity s = new s24_sparsity()) {
+        try (s24_sparsity s = new s24_sparsity(); InUse u = InUse.of(context(), this)) {
             Native.check(sparse24.s24_saved_sparsity(handle(), s), "s24_saved_sparsity");
             return new Sparsity(s.tokens(), s.features(), s.step(), s.activation_nonzeros(), s.forward_kept(),
                     s.dense_features(), s.dw2_sparse_nonzeros(), s.dw2_sparse_kept(), s.dw1_sparse_nonzeros(),
@@ -59,10 +60,14 @@ public final class SavedState extends Resource {
     /** The features the split backward computes densely for this step, ascending; synchronizes the stream. */
     public int[] denseFeatures() {
         long[] count = new long[1];
-        Native.check(sparse24.s24_saved_dense_features(handle(), (int[]) null, 0, count), "s24_saved_dense_features");
-        int[] idx = new int[Math.toIntExact(count[0])];
-        Native.check(sparse24.s24_saved_dense_features(handle(), idx, idx.length, count), "s24_saved_dense_features");
-        return idx;
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_saved_dense_features(handle(), (int[]) null, 0, count),
+                    "s24_saved_dense_features");
+            int[] idx = new int[Math.toIntExact(count[0])];
+            Native.check(sparse24.s24_saved_dense_features(handle(), idx, idx.length, count),
+                    "s24_saved_dense_features");
+            return idx;
+        }
     }
 
     /** The permutation step the forward used (forward number s of this plan uses step s); -1 before a forward. */
@@ -75,8 +80,33 @@ public final class SavedState extends Resource {
         return handle;
     }
 
-    void markFilled() {
+    /** Records that a forward on {@code x}, {@code w1}, {@code w2} filled this state. */
+    void markFilled(Tensor x, Tensor w1, Tensor w2) {
+        inputs = new long[] {x.memoryAddress(), w1.memoryAddress(), w2.memoryAddress()};
         filled = true;
+    }
+
+    /**
+     * Throws {@link IllegalArgumentException} if {@code x}, {@code w1}, {@code w2} are not the memory the forward
+     * read (a backward for another forward's inputs would give wrong gradients without an error). Cheap: it
+     * compares addresses; changed contents at the same address are not detected (that would cost a pass over the
+     * inputs per step).
+     */
+    void checkForwardInputs(Tensor x, Tensor w1, Tensor w2) {
+        long[] expected = inputs;
+        Tensor[] given = {x, w1, w2};
+        String[] names = {"x", "w1", "w2"};
+        for (int i = 0; i < 3; i++) {
+            if (given[i].memoryAddress() != expected[i]) {
+                throw new IllegalArgumentException(names[i] + ": " + given[i].describe() + " is not the memory the "
+                        + "forward that filled this " + describe() + " read; pass the forward's " + names[i]);
+            }
+        }
+    }
+
+    /** Frees a saved state that was never closed (it must not reference the SavedState). */
+    private static Runnable destroying(s24_saved handle) {
+        return () -> sparse24.s24_saved_destroy(handle);
     }
 
     @Override

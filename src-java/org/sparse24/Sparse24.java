@@ -4,7 +4,10 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.WeakHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 
 import org.bytedeco.javacpp.Pointer;
 import org.sparse24.binding.s24_context;
@@ -17,8 +20,8 @@ import org.sparse24.binding.global.sparse24;
  * context closes them all first.
  *
  * <p>A context may be used from several threads at once: the native library serializes calls on one context.
- * Closing it while other threads still use it is the caller's mistake (their calls then fail with
- * {@link IllegalStateException} or use freed memory).
+ * Closing it (or any of its resources) while other threads use it is safe: calls already running finish first
+ * (close waits for them), later calls fail with {@link IllegalStateException}.
  *
  * <pre>{@code
  * try (Sparse24 ctx = Sparse24.create(Backend.AUTO)) {
@@ -27,10 +30,17 @@ import org.sparse24.binding.global.sparse24;
  * }</pre>
  */
 public final class Sparse24 implements AutoCloseable {
-    private volatile s24_context handle;
+    private static volatile long gcBytes = Long.getLong("sparse24.gcBytes", 256L << 20);
+
+    private volatile s24_context handle;  // null once destroyed
     private final ContextInfo info;
-    private final Set<Resource> resources = new LinkedHashSet<>();
-    private boolean closing;
+    private final Set<Resource> resources = new LinkedHashSet<>();  // held until closed (FFNs, events)
+    private final Map<Resource, Boolean> collectable = new WeakHashMap<>();  // tensors, saved states
+    private final AtomicLong countedBytes = new AtomicLong();  // native bytes of open collectable resources
+    private long gcMark = gcBytes;  // countedBytes that prompts the next System.gc()
+    private boolean closing;  // close() has begun: no new resources
+    private boolean accepting = true;  // false once close() has closed the resources: no new calls
+    private int users;  // calls in flight (InUse); guarded by this
 
     private Sparse24(s24_context handle) {
         this.handle = handle;
@@ -88,6 +98,14 @@ public final class Sparse24 implements AutoCloseable {
         return create(Backend.CUDA, device);
     }
 
+    /**
+     * Opens a {@link Scope} on this thread: every tensor, FFN, saved state and event created on this thread until
+     * it closes (in any context) is closed with it, except those passed to {@link Scope#keep}.
+     */
+    public static Scope scope() {
+        return Scope.open();
+    }
+
     /** The native library version, "MAJOR.MINOR.PATCH". */
     public static String version() {
         return Native.string(sparse24.s24_version());
@@ -108,19 +126,25 @@ public final class Sparse24 implements AutoCloseable {
      * work on the previous stream first. The CPU backend accepts only {@code null}.
      */
     public void setStream(Pointer stream) {
-        Native.check(sparse24.s24_context_set_stream(handle(), stream), "s24_context_set_stream");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_set_stream(handle(), stream), "s24_context_set_stream");
+        }
     }
 
     /** The current {@code cudaStream_t} ({@code null} pointer value for the default stream and on CPU). */
     public Pointer stream() {
         Pointer stream = new Pointer();
-        Native.check(sparse24.s24_context_get_stream(handle(), stream), "s24_context_get_stream");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_get_stream(handle(), stream), "s24_context_get_stream");
+        }
         return stream;
     }
 
     /** Blocks until all work enqueued through this context has finished. */
     public void synchronize() {
-        Native.check(sparse24.s24_context_synchronize(handle()), "s24_context_synchronize");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_synchronize(handle()), "s24_context_synchronize");
+        }
     }
 
     /**
@@ -129,8 +153,10 @@ public final class Sparse24 implements AutoCloseable {
      * {@link SparseFfnOptions#algorithmSearch()}. No effect on the CPU backend.
      */
     public void setAlgorithmSearch(boolean on) {
-        Native.check(sparse24.s24_context_set_algorithm_search(handle(), on ? 1 : 0),
-                "s24_context_set_algorithm_search");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_set_algorithm_search(handle(), on ? 1 : 0),
+                    "s24_context_set_algorithm_search");
+        }
     }
 
     /** Whether {@link #close()} has run. */
@@ -139,7 +165,8 @@ public final class Sparse24 implements AutoCloseable {
     }
 
     /**
-     * Closes every open resource of this context (newest first), then frees the context. Idempotent.
+     * Closes every open resource of this context (newest first), waits for the calls still running on other
+     * threads, then frees the context. Idempotent.
      *
      * @throws Sparse24Exception if the native side fails to free something (everything is still released)
      */
@@ -152,6 +179,7 @@ public final class Sparse24 implements AutoCloseable {
             }
             closing = true;
             open = new ArrayList<>(resources);
+            open.addAll(0, collectable.keySet());
         }
         Collections.reverse(open);
         RuntimeException failure = null;
@@ -164,6 +192,18 @@ public final class Sparse24 implements AutoCloseable {
         }
         s24_context h;
         synchronized (this) {
+            accepting = false;
+            boolean interrupted = false;
+            while (users > 0) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
             h = handle;
             handle = null;
         }
@@ -188,32 +228,91 @@ public final class Sparse24 implements AutoCloseable {
         return h;
     }
 
+    /** Marks one more call in flight; {@link IllegalStateException} once the context is closing. */
+    synchronized void acquire() {
+        if (!accepting || handle == null) {
+            throw new IllegalStateException("the sparse24 context (" + info.backend() + ") is closed");
+        }
+        users++;
+    }
+
+    /** Ends a call begun by {@link #acquire()}. */
+    synchronized void releaseUse() {
+        if (--users == 0) {
+            notifyAll();
+        }
+    }
+
     /** Tracks an open resource so that {@link #close()} closes it. */
-    synchronized void track(Resource r) {
+    synchronized void track(Resource r, boolean strongly) {
         if (closing) {
             throw new IllegalStateException("the sparse24 context (" + info.backend() + ") is closed");
         }
-        resources.add(r);
+        if (strongly) {
+            resources.add(r);
+        } else {
+            collectable.put(r, Boolean.TRUE);
+        }
     }
 
     /** Stops tracking a resource that was closed. */
     synchronized void forget(Resource r) {
         resources.remove(r);
+        collectable.remove(r);
+    }
+
+    /**
+     * Counts native bytes held by open resources. Unreachable tensors are freed by a {@link java.lang.ref.Cleaner}
+     * only after a garbage collection, which native memory alone does not trigger: once the count grows by
+     * {@code sparse24.gcBytes} (default 256 MiB) since the last prompt, this asks for one.
+     */
+    void countBytes(long delta) {
+        long now = countedBytes.addAndGet(delta);
+        long step = gcBytes;
+        boolean collect = false;
+        synchronized (this) {
+            if (now > gcMark) {
+                gcMark = now + step;
+                collect = true;
+            } else if (now + step < gcMark) {
+                gcMark = Math.max(step, now + step);
+            }
+        }
+        if (collect) {
+            System.gc();
+        }
+    }
+
+    /** Sets the growth of counted bytes that prompts a garbage collection (the system property's value). */
+    static void gcBytes(long bytes) {
+        gcBytes = bytes;
+    }
+
+    /** Native bytes held by this context's open tensors. */
+    long countedBytes() {
+        return countedBytes.get();
     }
 
     /** Allocates {@code bytes} in this context's memory (host on CPU, device on CUDA). */
     Pointer malloc(long bytes) {
         Pointer p = new Pointer();
-        Native.check(sparse24.s24_malloc(handle(), bytes, p), "s24_malloc");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_malloc(handle(), bytes, p), "s24_malloc");
+        }
         return p;
     }
 
+    /** Frees memory from {@link #malloc} once the work enqueued on it has finished. */
     void free(Pointer p) {
-        Native.check(sparse24.s24_free(handle(), p), "s24_free");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_free(handle(), p), "s24_free");
+        }
     }
 
     /** Copies in stream order; host-involving copies return once the host buffer may be reused or read. */
     void copy(Pointer dst, Pointer src, long bytes, int kind) {
-        Native.check(sparse24.s24_memcpy(handle(), dst, src, bytes, kind), "s24_memcpy");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_memcpy(handle(), dst, src, bytes, kind), "s24_memcpy");
+        }
     }
 }

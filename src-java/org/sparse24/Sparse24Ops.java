@@ -44,9 +44,12 @@ public final class Sparse24Ops {
         }
         try (ContextArray counts = colCounts == null ? null : ContextArray.allocate(ctx, 4 * cols);
              ContextArray totals = ContextArray.allocate(ctx, 16)) {
-            Native.check(sparse24.s24_sparsify24_rows(ctx.handle(), h.dtype().code, rows, cols, h.data(),
-                    keepAll ? 1 : 0, out.layout().code, out.data(), counts == null ? null : counts.ints(),
-                    totals.longs()), "s24_sparsify24_rows");
+            try (InUse u = InUse.of(ctx, h, out)) {
+                Args.noAliasing(1, new String[] {"out", "h"}, out, h);
+                Native.check(sparse24.s24_sparsify24_rows(ctx.handle(), h.dtype().code, rows, cols, h.data(),
+                        keepAll ? 1 : 0, out.layout().code, out.data(), counts == null ? null : counts.ints(),
+                        totals.longs()), "s24_sparsify24_rows");
+            }
             if (counts != null) {
                 System.arraycopy(counts.toInts(colCounts.length), 0, colCounts, 0, colCounts.length);
             }
@@ -58,16 +61,22 @@ public final class Sparse24Ops {
     public static void compress24(Tensor dense, PackedMatrix out) {
         Sparse24 ctx = matrixContext(dense, "dense");
         checkPacked(out, "out", ctx, dense.dtype(), dense.dim(0), dense.dim(1));
-        Native.check(sparse24.s24_compress24(ctx.handle(), dense.dtype().code, dense.dim(0), dense.dim(1),
-                dense.data(), out.layout().code, out.data()), "s24_compress24");
+        try (InUse u = InUse.of(ctx, dense, out)) {
+            Args.noAliasing(1, new String[] {"out", "dense"}, out, dense);
+            Native.check(sparse24.s24_compress24(ctx.handle(), dense.dtype().code, dense.dim(0), dense.dim(1),
+                    dense.data(), out.layout().code, out.data()), "s24_compress24");
+        }
     }
 
     /** {@code dense} [rows, cols] = {@code packed} with zeros at the dropped positions. */
     public static void decompress24(PackedMatrix packed, Tensor dense) {
         Sparse24 ctx = matrixContext(dense, "dense");
         checkPacked(packed, "packed", ctx, dense.dtype(), dense.dim(0), dense.dim(1));
-        Native.check(sparse24.s24_decompress24(ctx.handle(), dense.dtype().code, dense.dim(0), dense.dim(1),
-                packed.data(), packed.layout().code, dense.data()), "s24_decompress24");
+        try (InUse u = InUse.of(ctx, packed, dense)) {
+            Args.noAliasing(1, new String[] {"dense", "packed"}, dense, packed);
+            Native.check(sparse24.s24_decompress24(ctx.handle(), dense.dtype().code, dense.dim(0), dense.dim(1),
+                    packed.data(), packed.layout().code, dense.data()), "s24_decompress24");
+        }
     }
 
     /**
@@ -83,8 +92,10 @@ public final class Sparse24Ops {
         }
         try (ContextArray c = ContextArray.of(context, counts);
              ContextArray idx = ContextArray.allocate(context, 4L * k)) {
-            Native.check(sparse24.s24_select_dense_features(context.handle(), counts.length, c.ints(), k, idx.ints(),
-                    (BytePointer) null), "s24_select_dense_features");
+            try (InUse u = InUse.of(context)) {
+                Native.check(sparse24.s24_select_dense_features(context.handle(), counts.length, c.ints(), k,
+                        idx.ints(), (BytePointer) null), "s24_select_dense_features");
+            }
             return idx.toInts(k);
         }
     }
@@ -127,10 +138,13 @@ public final class Sparse24Ops {
              ContextArray dense = ContextArray.of(ctx, isDense);
              ContextArray idx = ContextArray.of(ctx, denseIdx);
              ContextArray totals = ContextArray.allocate(ctx, 16)) {
-            Native.check(sparse24.s24_sparsify24_cols_split(ctx.handle(), src.dtype().code, tokens, features,
-                    src.data(), src.layout().code, p == null ? null : p.ints(), dense.bytes(), idx.ints(),
-                    denseIdx.length, out.layout().code, out.data(), denseCols == null ? null : denseCols.data(),
-                    totals.longs()), "s24_sparsify24_cols_split");
+            try (InUse u = InUse.of(ctx, src, out, denseCols)) {
+                Args.noAliasing(2, new String[] {"out", "denseCols", "src"}, out, denseCols, src);
+                Native.check(sparse24.s24_sparsify24_cols_split(ctx.handle(), src.dtype().code, tokens, features,
+                        src.data(), src.layout().code, p == null ? null : p.ints(), dense.bytes(), idx.ints(),
+                        denseIdx.length, out.layout().code, out.data(), denseCols == null ? null : denseCols.data(),
+                        totals.longs()), "s24_sparsify24_cols_split");
+            }
             return totals.toLongs(2);
         }
     }
@@ -141,8 +155,11 @@ public final class Sparse24Ops {
         Args.tensor(out, "out", ctx, in.dtype(), "[rows, cols]", in.dim(0), in.dim(1));
         checkPermutation(perm, in.dim(0), "perm");
         try (ContextArray p = ContextArray.of(ctx, perm)) {
-            Native.check(sparse24.s24_gather_rows(ctx.handle(), in.dtype().code, in.dim(0), in.dim(1), in.data(),
-                    p == null ? null : p.ints(), out.data()), "s24_gather_rows");
+            try (InUse u = InUse.of(ctx, in, out)) {
+                Args.noAliasing(1, new String[] {"out", "in"}, out, in);
+                Native.check(sparse24.s24_gather_rows(ctx.handle(), in.dtype().code, in.dim(0), in.dim(1),
+                        in.data(), p == null ? null : p.ints(), out.data()), "s24_gather_rows");
+            }
         }
     }
 
@@ -172,8 +189,11 @@ public final class Sparse24Ops {
         } else {
             Args.tensor(c, "c", ctx, a.dtype(), "[m, n]", m, n);
         }
-        Native.check(sparse24.s24_spmm(ctx.handle(), a.dtype().code, m, n, k, a.data(), a.layout().code, b.data(),
-                bTransposed ? 1 : 0, cTransposed ? 1 : 0, c.data()), "s24_spmm");
+        try (InUse u = InUse.of(ctx, a, b, c)) {
+            Args.noAliasing(1, new String[] {"c", "a", "b"}, c, a, b);
+            Native.check(sparse24.s24_spmm(ctx.handle(), a.dtype().code, m, n, k, a.data(), a.layout().code,
+                    b.data(), bTransposed ? 1 : 0, cTransposed ? 1 : 0, c.data()), "s24_spmm");
+        }
     }
 
     /**
@@ -188,8 +208,11 @@ public final class Sparse24Ops {
                 bTransposed ? k : Args.ANY);
         long n = b.dim(bTransposed ? 0 : 1);
         Args.tensor(c, "c", ctx, a.dtype(), "[m, n]", m, n);
-        Native.check(sparse24.s24_gemm(ctx.handle(), a.dtype().code, m, n, k, a.data(), aTransposed ? 1 : 0,
-                b.data(), bTransposed ? 1 : 0, c.data()), "s24_gemm");
+        try (InUse u = InUse.of(ctx, a, b, c)) {
+            Args.noAliasing(1, new String[] {"c", "a", "b"}, c, a, b);
+            Native.check(sparse24.s24_gemm(ctx.handle(), a.dtype().code, m, n, k, a.data(), aTransposed ? 1 : 0,
+                    b.data(), bTransposed ? 1 : 0, c.data()), "s24_gemm");
+        }
     }
 
     /**
@@ -199,6 +222,13 @@ public final class Sparse24Ops {
     public static int[] tokenPermutation(long seed, long step, int tokens) {
         Args.atLeast(step, 0, "step");
         Args.atLeast(tokens, 1, "tokens");
+        long bytes = 4L * tokens;
+        long room = Runtime.getRuntime().maxMemory() - (Runtime.getRuntime().totalMemory()
+                - Runtime.getRuntime().freeMemory());
+        if (bytes > room) {
+            throw new IllegalArgumentException("tokens = " + tokens + ": the permutation needs " + bytes
+                    + " bytes of Java heap, " + room + " are available");
+        }
         int[] perm = new int[tokens];
         Native.check(sparse24.s24_token_permutation(seed, step, tokens, perm), "s24_token_permutation");
         return perm;

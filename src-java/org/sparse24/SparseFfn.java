@@ -1,11 +1,12 @@
 package org.sparse24;
 
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.WeakHashMap;
 
 import org.sparse24.binding.s24_ffn;
 import org.sparse24.binding.s24_ffn_info;
@@ -39,7 +40,7 @@ public final class SparseFfn extends Resource {
     private final Map<Long, s24_ffn> plans = new HashMap<>();
     private final Map<Long, s24_ffn> warmupPlans = new HashMap<>(); // the dense plans of the warm-up steps
     private long stepsTaken; // training forwards run, guarded by this
-    private final Set<SavedState> savedStates = new LinkedHashSet<>();
+    private final Set<SavedState> savedStates = Collections.newSetFromMap(new WeakHashMap<>());  // open ones
 
     /**
      * @param context the context whose backend runs the layer
@@ -65,7 +66,7 @@ public final class SparseFfn extends Resource {
         this.dFf = dFf;
         this.dtype = dtype;
         this.options = options;
-        context.track(this);
+        track(null, 0);
     }
 
     /** d. */
@@ -104,7 +105,7 @@ public final class SparseFfn extends Resource {
     /** How the layer runs for {@code tokens} tokens on this backend with its options, after any dense warm-up. */
     public PlanInfo planInfo(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
-        try (s24_ffn_info info = new s24_ffn_info()) {
+        try (s24_ffn_info info = new s24_ffn_info(); InUse u = InUse.of(context(), this)) {
             Native.check(sparse24.s24_ffn_get_info(plan(tokens, false), info), "s24_ffn_get_info");
             return new PlanInfo(info.tokens(), info.sparse_forward_path() != 0, info.sparse_backward_path() != 0,
                     info.dense_features(), info.workspace_bytes(), info.saved_bytes());
@@ -118,14 +119,23 @@ public final class SparseFfn extends Resource {
      */
     public SavedState newSavedState(long tokens) {
         Args.atLeast(tokens, 1, "tokens");
-        synchronized (this) {
-            boolean warmup = inWarmup();
-            s24_ffn plan = plan(tokens, warmup);
-            s24_saved handle = new s24_saved();
-            Native.check(sparse24.s24_saved_create(plan, handle), "s24_saved_create");
+        boolean warmup;
+        s24_saved handle = new s24_saved();
+        try (InUse u = InUse.of(context(), this)) {
+            synchronized (this) {
+                warmup = inWarmup();
+                Native.check(sparse24.s24_saved_create(plan(tokens, warmup), handle), "s24_saved_create");
+            }
+        }
+        try {
             SavedState saved = new SavedState(this, tokens, handle, warmup);
-            savedStates.add(saved);
+            synchronized (this) {
+                savedStates.add(saved);
+            }
             return saved;
+        } catch (RuntimeException e) {  // the context began closing meanwhile
+            sparse24.s24_saved_destroy(handle);
+            throw e;
         }
     }
 
@@ -161,19 +171,22 @@ public final class SparseFfn extends Resource {
         long tokens = checkInputs(x, w1, w2);
         Args.tensor(z, "z", context(), dtype, "[T, d]", tokens, dModel);
         checkSaved(saved, tokens);
-        synchronized (this) {
-            if (saved.denseWarmup() != inWarmup()) {
-                throw new IllegalStateException("saved: " + saved.describe() + " was made for "
-                        + (saved.denseWarmup() ? "a dense warm-up step" : "a 2:4 step") + ", but training forward "
-                        + stepsTaken + " is " + (inWarmup() ? "a dense warm-up step" : "a 2:4 step")
-                        + " (denseWarmupSteps=" + options.denseWarmupSteps() + "); make it with newSavedState");
+        try (InUse u = InUse.of(context(), this, x, w1, w2, z, saved)) {
+            Args.noAliasing(1, new String[] {"z", "x", "w1", "w2"}, z, x, w1, w2);
+            synchronized (this) {
+                if (saved.denseWarmup() != inWarmup()) {
+                    throw new IllegalStateException("saved: " + saved.describe() + " was made for "
+                            + (saved.denseWarmup() ? "a dense warm-up step" : "a 2:4 step") + ", but training forward "
+                            + stepsTaken + " is " + (inWarmup() ? "a dense warm-up step" : "a 2:4 step")
+                            + " (denseWarmupSteps=" + options.denseWarmupSteps() + "); make it with newSavedState");
+                }
             }
-        }
-        Native.check(sparse24.s24_ffn_forward(plan(tokens, saved.denseWarmup()), x.data(), w1.data(), w2.data(),
-                z.data(), saved.handle()), "s24_ffn_forward");
-        saved.markFilled();
-        synchronized (this) {
-            stepsTaken++;
+            Native.check(sparse24.s24_ffn_forward(plan(tokens, saved.denseWarmup()), x.data(), w1.data(), w2.data(),
+                    z.data(), saved.handle()), "s24_ffn_forward");
+            saved.markFilled(x, w1, w2);
+            synchronized (this) {
+                stepsTaken++;
+            }
         }
     }
 
@@ -198,14 +211,18 @@ public final class SparseFfn extends Resource {
         synchronized (this) {
             warmup = inWarmup();
         }
-        Native.check(sparse24.s24_ffn_forward(plan(tokens, warmup), x.data(), w1.data(), w2.data(), z.data(), null),
-                "s24_ffn_forward");
+        try (InUse u = InUse.of(context(), this, x, w1, w2, z)) {
+            Args.noAliasing(1, new String[] {"z", "x", "w1", "w2"}, z, x, w1, w2);
+            Native.check(sparse24.s24_ffn_forward(plan(tokens, warmup), x.data(), w1.data(), w2.data(), z.data(),
+                    null), "s24_ffn_forward");
+        }
     }
 
     /**
      * Gradients of the forward that filled {@code saved}, given dZ.
      *
-     * @param saved from the forward whose inputs x, w1, w2 are (they must be the same tensors' contents)
+     * @param saved from the forward whose inputs x, w1, w2 are (the same memory, contents unchanged; other memory
+     *              throws {@link IllegalArgumentException})
      * @param dz    [T, d]
      * @return dX [T, d], dW1 [f, d], dW2 [d, f]
      */
@@ -245,9 +262,13 @@ public final class SparseFfn extends Resource {
         if (dw2 != null) {
             Args.tensor(dw2, "dw2", context(), dtype, "[d, f]", dModel, dFf);
         }
-        Native.check(sparse24.s24_ffn_backward(plan(tokens, saved.denseWarmup()), saved.handle(), x.data(), w1.data(),
-                w2.data(), dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
-                dw2 == null ? null : dw2.data()), "s24_ffn_backward");
+        try (InUse u = InUse.of(context(), this, saved, x, w1, w2, dz, dx, dw1, dw2)) {
+            Args.noAliasing(3, new String[] {"dx", "dw1", "dw2", "x", "w1", "w2", "dz"}, dx, dw1, dw2, x, w1, w2, dz);
+            saved.checkForwardInputs(x, w1, w2);
+            Native.check(sparse24.s24_ffn_backward(plan(tokens, saved.denseWarmup()), saved.handle(), x.data(),
+                    w1.data(), w2.data(), dz.data(), dx == null ? null : dx.data(), dw1 == null ? null : dw1.data(),
+                    dw2 == null ? null : dw2.data()), "s24_ffn_backward");
+        }
     }
 
     @Override
@@ -293,7 +314,8 @@ public final class SparseFfn extends Resource {
         s24_ffn plan = cache.get(tokens);
         if (plan == null) {
             plan = new s24_ffn();
-            try (s24_ffn_options o = (warmup ? options.warmupOptions() : options).toNative()) {
+            try (s24_ffn_options o = (warmup ? options.warmupOptions() : options).toNative();
+                 InUse u = InUse.of(context())) {
                 Native.check(sparse24.s24_ffn_create(context().handle(), tokens, dModel, dFf, dtype.code, o, plan),
                         "s24_ffn_create");
             }

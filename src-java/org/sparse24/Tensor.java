@@ -29,7 +29,7 @@ public final class Tensor extends Resource {
         this.elements = elements;
         this.data = data;
         this.owned = owned;
-        context.track(this);
+        track(owned ? freeing(context, data) : () -> { }, owned ? elements * dtype.byteSize() : 0);
     }
 
     /** A new tensor of {@code shape} (every extent >= 1); its contents are undefined. */
@@ -38,8 +38,14 @@ public final class Tensor extends Resource {
         requireDType(dtype);
         long[] s = Shapes.checked(shape);
         long elements = elementCount(s);
-        return new Tensor(context, context.malloc(Math.multiplyExact(elements, (long) dtype.byteSize())), true,
-                dtype, s, elements);
+        long bytes = byteCount(elements, dtype, s);
+        Pointer data = context.malloc(bytes);
+        try {
+            return new Tensor(context, data, true, dtype, s, elements);
+        } catch (RuntimeException e) {  // the context began closing meanwhile
+            context.free(data);
+            throw e;
+        }
     }
 
     /**
@@ -72,7 +78,9 @@ public final class Tensor extends Resource {
             throw new IllegalArgumentException("data must be a non-null pointer into the context's memory");
         }
         long[] s = Shapes.checked(shape);
-        return new Tensor(context, new Pointer(data), false, dtype, s, elementCount(s));
+        long elements = elementCount(s);
+        byteCount(elements, dtype, s);
+        return new Tensor(context, new Pointer(data), false, dtype, s, elements);
     }
 
     /** Sets the name used in messages (e.g. the argument or variable it holds) and returns this tensor. */
@@ -135,7 +143,7 @@ public final class Tensor extends Resource {
                     + ", got " + (values == null ? "null" : values.length));
         }
         if (dtype == DType.FP32) {
-            try (FloatPointer host = new FloatPointer(values)) {
+            try (FloatPointer host = new FloatPointer(values); InUse u = InUse.of(context(), this)) {
                 context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
             }
             return;
@@ -150,7 +158,7 @@ public final class Tensor extends Resource {
                 bits[i] = HalfFloats.floatToFp16(values[i]);
             }
         }
-        try (ShortPointer host = new ShortPointer(bits)) {
+        try (ShortPointer host = new ShortPointer(bits); InUse u = InUse.of(context(), this)) {
             context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
         }
     }
@@ -163,14 +171,14 @@ public final class Tensor extends Resource {
         }
         float[] values = new float[(int) elements];
         if (dtype == DType.FP32) {
-            try (FloatPointer host = new FloatPointer(elements)) {
+            try (FloatPointer host = new FloatPointer(elements); InUse u = InUse.of(context(), this)) {
                 context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
                 host.get(values);
             }
             return values;
         }
         short[] bits = new short[values.length];
-        try (ShortPointer host = new ShortPointer(elements)) {
+        try (ShortPointer host = new ShortPointer(elements); InUse u = InUse.of(context(), this)) {
             context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
             host.get(bits);
         }
@@ -185,8 +193,19 @@ public final class Tensor extends Resource {
      * elements an operation should have written but did not stand out.
      */
     public void poison(int byteValue) {
-        ensureOpen();
-        Native.check(sparse24.s24_memset(context().handle(), data, byteValue, byteSize()), "s24_memset");
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_memset(context().handle(), data, byteValue, byteSize()), "s24_memset");
+        }
+    }
+
+    @Override
+    long memoryAddress() {
+        return data.address();
+    }
+
+    @Override
+    long memoryBytes() {
+        return byteSize();
     }
 
     @Override
@@ -219,11 +238,25 @@ public final class Tensor extends Resource {
         }
     }
 
-    private static long elementCount(long[] shape) {
+    /** The product of {@code shape}; {@link IllegalArgumentException} naming the shape if it overflows a long. */
+    static long elementCount(long[] shape) {
         long n = 1;
         for (long extent : shape) {
-            n = Math.multiplyExact(n, extent);
+            if (n > Long.MAX_VALUE / extent) {
+                throw new IllegalArgumentException("shape " + Arrays.toString(shape)
+                        + ": the element count exceeds " + Long.MAX_VALUE);
+            }
+            n *= extent;
         }
         return n;
+    }
+
+    /** Bytes of {@code elements} of {@code dtype}; {@link IllegalArgumentException} naming the shape if it overflows. */
+    private static long byteCount(long elements, DType dtype, long[] shape) {
+        if (elements > Long.MAX_VALUE / dtype.byteSize()) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " of " + dtype + ": " + elements
+                    + " elements * " + dtype.byteSize() + " bytes exceeds " + Long.MAX_VALUE + " bytes");
+        }
+        return elements * dtype.byteSize();
     }
 }

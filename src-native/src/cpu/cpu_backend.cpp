@@ -56,8 +56,8 @@ void* aligned_allocate(size_t bytes, const char* what) {
     return p;
 }
 
-// The score of the forward's selection: relu(h), with NaN scoring (and squaring to) 0.
-inline float relu_score(float x) { return x > 0.f ? x : 0.f; }
+// The score of the forward's selection: relu(h); relu(NaN) is NaN (it propagates, and select24 keeps it).
+inline float relu_score(float x) { return x > 0.f || x != x ? x : 0.f; }
 
 // relu(x)^2: squared in fp32, rounded once to the dtype (raw bits).
 inline uint32_t relu_squared(float x, s24_dtype dtype) {

@@ -2,9 +2,9 @@
 // grids, block totals, 16-bit float bit tricks and the 2:4 selection network on packed integer keys.
 //
 // The selection rule is shared.h's select24 (keep the 2 largest scores, ties to the lower index, NaN
-// below everything). On the GPU it runs on integer keys that order exactly like select24's scores:
-//   kk  = a 16-bit "badness": INF - bits(score) for a non-NaN score >= 0 (scores are relu(h) or |v|,
-//         both >= 0, and their bit patterns order like their values), a constant above INF for NaN;
+// above everything). On the GPU it runs on integer keys that order exactly like select24's scores:
+//   kk  = a 16-bit "badness": INF + 1 - bits(score) for a non-NaN score >= 0 (scores are relu(h) or |v|,
+//         both >= 0, and their bit patterns order like their values), 0 for NaN;
 //   key = kk << 16 | i << KSH   (i = position 0..3 in the group: equal kk -> lower index is better).
 // The 4 keys are distinct, so "the two smallest keys" is exactly select24's choice. The network returns
 // the byte offset of a [4][4] lookup table entry (first best position, second best position), which
@@ -182,18 +182,26 @@ __device__ __forceinline__ uint32_t square_pair(uint32_t w) {
 }
 
 // Badness pairs (16 bits each, see the top of this file) of two elements packed in a word.
-// Forward score relu(x): bits in [1, INF] (positive, non-NaN) -> INF - bits; everything else (zeros,
-// negatives, NaN) scores 0 -> INF. Computed as min(~bits + INF + 1, INF) per 16-bit half, wrapping.
+// 0xffff in each 16-bit half that holds a NaN (either sign).
+template <bool BF16>
+__device__ __forceinline__ uint32_t nan_halves(uint32_t w) {
+    return __vcmpgtu2(w & 0x7fff7fffu, Fmt<BF16>::INF * 0x10001u);
+}
+// Forward score relu(x): NaN -> 0 (it outranks everything and squares to NaN); bits in [1, INF]
+// (positive) -> INF + 1 - bits; zeros and negatives score 0 -> INF + 1. Computed per 16-bit half as
+// min(~bits + INF + 1, INF) + 1 (wrapping add), NaN halves cleared. The score's bits are INF + 1 - kk
+// (a NaN pattern for NaN).
 template <bool BF16>
 __device__ __forceinline__ uint32_t badness_relu(uint32_t w) {
     constexpr uint32_t INF = Fmt<BF16>::INF;
-    return __viaddmin_u16x2(~w, (INF + 1u) * 0x10001u, INF * 0x10001u);
+    return (__viaddmin_u16x2(~w, (INF + 1u) * 0x10001u, INF * 0x10001u) + 0x10001u) & ~nan_halves<BF16>(w);
 }
-// Score |x| with NaN below 0: non-NaN -> INF - |bits|, NaN -> INF + 1. min(~|bits| + INF + 1, INF + 1).
+// Score |x|: NaN -> 0, non-NaN -> INF + 1 - |bits|. (min(~|bits| + INF + 1, INF + 1) + 1), NaN halves cleared.
 template <bool BF16>
 __device__ __forceinline__ uint32_t badness_abs(uint32_t w) {
     constexpr uint32_t INF = Fmt<BF16>::INF;
-    return __viaddmin_u16x2(not_or(w, 0x80008000u), (INF + 1u) * 0x10001u, (INF + 1u) * 0x10001u);
+    return (__viaddmin_u16x2(not_or(w, 0x80008000u), (INF + 1u) * 0x10001u, (INF + 1u) * 0x10001u) + 0x10001u) &
+           ~nan_halves<BF16>(w);
 }
 
 // Keys of the low / high element of a badness pair, position i in the group.

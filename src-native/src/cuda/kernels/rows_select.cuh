@@ -101,7 +101,7 @@ __device__ __forceinline__ void select_group(uint32_t w01, uint32_t w23, const u
                                              uint32_t& val, uint32_t& d01, uint32_t& d23, uint32_t& zc_total,
                                              uint32_t& cnt) {
     constexpr int KSH = LAYOUT == S24_LAYOUT_DENSE ? 4 : 3;
-    constexpr uint32_t INF2 = Fmt<BF16>::INF * 0x10001u;
+    constexpr uint32_t INF2 = (Fmt<BF16>::INF + 1u) * 0x10001u;  // score bits = INF2 - badness
     if constexpr (OP == OP_RELU2) {
         const uint32_t kk01 = badness_relu<BF16>(w01), kk23 = badness_relu<BF16>(w23);
         const uint32_t s01 = INF2 - kk01, s23 = INF2 - kk23;  // relu scores
@@ -321,7 +321,7 @@ __device__ __forceinline__ unsigned generic_group(const uint16_t* in, uint16_t* 
         raw[i] = in[r * cols + 4 * g + i];
         const float x = to_float<BF16>(raw[i]);
         if (OP == OP_RELU2) {
-            score[i] = x > 0.f ? x : 0.f;
+            score[i] = x > 0.f || x != x ? x : 0.f;  // relu, NaN kept
             outv[i] = round_one<BF16>(score[i] * score[i]);
         } else {
             score[i] = fabsf(x);

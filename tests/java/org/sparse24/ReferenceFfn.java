@@ -4,12 +4,19 @@ package org.sparse24;
  * An independent float64 model of the sparse FFN (test oracle). It rounds to the dtype exactly where the
  * library stores a tensor (H, Yhat, Z, dYhat, dH, dX, dW1, dW2) and applies the 2:4 rules literally:
  * <ul>
- *   <li>forward: in each row, in each group of 4 features, keep the 2 largest relu(H) (ties: lower index);</li>
+ *   <li>forward: in each row, in each group of 4 features, keep the 2 largest relu(H) (NaN above every number,
+ *       ties: lower index); dH is dYhat * 2 sqrt(Yhat) (with sparse products: on the kept positions, 0
+ *       elsewhere);</li>
  *   <li>split backward: each sparse feature's column, tokens taken in permuted order and zero-padded to a
  *       multiple of 4, keeps the 2 largest |values| of each group of 4 positions (ties: lower position);
  *       dense features are summed over all tokens.</li>
  * </ul>
  * The token permutation and the dense-feature set are inputs of the approximation (they come from the library).
+ *
+ * <p>NaN/Inf: a product with a zero factor is 0 * v in the dense GEMMs but is never computed where a sparse GEMM
+ * skips a dropped (or, on tensor cores, any stored-zero) element. {@code sparseProducts = true} models the latter
+ * (0 * anything = 0, and unselected tokens contribute nothing): the NaNs every backend must produce;
+ * {@code false} the former: the NaNs a backend may produce.
  */
 final class ReferenceFfn {
     final int tokens;
@@ -19,8 +26,10 @@ final class ReferenceFfn {
     private final double[] x;
     private final double[] w1;
     private final double[] w2;
+    private final boolean sparseProducts;
 
     double[] yhat;
+    boolean[] kept;  // the forward's 2:4 mask over [T, f]
     double[] z;
     long activationNonzeros;
     long forwardKept;
@@ -35,6 +44,13 @@ final class ReferenceFfn {
 
     /** Forward of x [T, d], w1 [f, d], w2 [d, f] (values as stored in the dtype). */
     ReferenceFfn(DType dtype, int tokens, int d, int f, float[] x, float[] w1, float[] w2, boolean sparseForward) {
+        this(dtype, tokens, d, f, x, w1, w2, sparseForward, false);
+    }
+
+    /** As above; {@code sparseProducts}: 0 * anything = 0 (see the class comment). */
+    ReferenceFfn(DType dtype, int tokens, int d, int f, float[] x, float[] w1, float[] w2, boolean sparseForward,
+                 boolean sparseProducts) {
+        this.sparseProducts = sparseProducts;
         this.dtype = dtype;
         this.tokens = tokens;
         this.d = d;
@@ -44,6 +60,7 @@ final class ReferenceFfn {
         this.w2 = widen(w2);
         double[] h = round(matmul(this.x, this.w1, tokens, d, f, false, true));
         yhat = new double[tokens * f];
+        kept = new boolean[tokens * f];
         for (int t = 0; t < tokens; t++) {
             for (int g = 0; g < f / 4; g++) {
                 double[] score = new double[4];
@@ -57,13 +74,14 @@ final class ReferenceFfn {
                         activationNonzeros++;
                     }
                     if (keep[j]) {
+                        kept[t * f + 4 * g + j] = true;
                         yhat[t * f + 4 * g + j] = square;
                         forwardKept += square != 0 ? 1 : 0;
                     }
                 }
             }
         }
-        z = round(matmul(yhat, this.w2, tokens, f, d, false, true));
+        z = round(matmul(yhat, this.w2, tokens, f, d, false, true, sparseProducts));
     }
 
     /**
@@ -75,9 +93,10 @@ final class ReferenceFfn {
         double[] dy = round(matmul(dz, w2, tokens, d, f, false, false));
         double[] dh = new double[tokens * f];
         for (int i = 0; i < dh.length; i++) {
-            dh[i] = round(dy[i] * 2 * Math.sqrt(yhat[i]));
+            // a dense masked gradient also forms dYhat * 0 where Yhat was dropped (NaN for a non-finite dYhat)
+            dh[i] = kept[i] || !sparseProducts ? round(dy[i] * 2 * Math.sqrt(yhat[i])) : 0;
         }
-        dx = round(matmul(dh, w1, tokens, f, d, false, false));
+        dx = round(matmul(dh, w1, tokens, f, d, false, false, sparseProducts));
         boolean[] dense = new boolean[f];
         for (int j = 0; j < f; j++) {
             dense[j] = !split;
@@ -103,12 +122,8 @@ final class ReferenceFfn {
                 double s2 = 0;
                 double s1 = 0;
                 for (int t = 0; t < tokens; t++) {
-                    if (use2[t]) {
-                        s2 += dz[t * d + i] * yhat[t * f + j];
-                    }
-                    if (use1[t]) {
-                        s1 += dh[t * f + j] * x[t * d + i];
-                    }
+                    s2 += product(dz[t * d + i], use2[t] ? yhat[t * f + j] : 0);
+                    s1 += product(use1[t] ? dh[t * f + j] : 0, x[t * d + i]);
                 }
                 dw2[i * f + j] = round(s2);
                 dw1[j * d + i] = round(s1);
@@ -148,13 +163,16 @@ final class ReferenceFfn {
         return use;
     }
 
-    /** The 2:4 rule: keep the two largest scores; on ties the lower index wins. */
+    /** The 2:4 rule: keep the two largest scores, NaN above every number; on ties the lower index wins. */
     static boolean[] keepTwoLargest(double[] s) {
         boolean[] keep = new boolean[4];
         for (int i = 0; i < 4; i++) {
             int beaten = 0;
             for (int j = 0; j < 4; j++) {
-                if (j != i && (s[j] > s[i] || (s[j] == s[i] && j < i))) {
+                boolean nanJ = Double.isNaN(s[j]);
+                boolean nanI = Double.isNaN(s[i]);
+                boolean higher = nanJ != nanI ? nanJ : (nanJ || s[j] == s[i]) ? j < i : s[j] > s[i];
+                if (j != i && higher) {
                     beaten++;
                 }
             }
@@ -163,14 +181,28 @@ final class ReferenceFfn {
         return keep;
     }
 
+    /** a * b, or 0 when a factor is 0 and products are sparse. */
+    private double product(double a, double b) {
+        return sparseProducts && (a == 0 || b == 0) ? 0 : a * b;
+    }
+
     /** c [m, n] = op(a) op(b) in float64, a [m, k] (or [k, m] transposed), b [k, n] (or [n, k] transposed). */
     static double[] matmul(double[] a, double[] b, int m, int k, int n, boolean aT, boolean bT) {
+        return matmul(a, b, m, k, n, aT, bT, false);
+    }
+
+    /** As above; {@code sparseProducts}: a zero in a skips the product (0 * NaN = 0). */
+    static double[] matmul(double[] a, double[] b, int m, int k, int n, boolean aT, boolean bT,
+                           boolean sparseProducts) {
         double[] c = new double[m * n];
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < n; j++) {
                 double s = 0;
                 for (int l = 0; l < k; l++) {
-                    s += (aT ? a[l * m + i] : a[i * k + l]) * (bT ? b[j * k + l] : b[l * n + j]);
+                    double av = aT ? a[l * m + i] : a[i * k + l];
+                    if (!(sparseProducts && av == 0)) {
+                        s += av * (bT ? b[j * k + l] : b[l * n + j]);
+                    }
                 }
                 c[i * n + j] = s;
             }
