@@ -108,6 +108,14 @@ const char* layout_name(s24_layout l) {
     return l == S24_LAYOUT_CUSPARSELT ? "CUSPARSELT" : l == S24_LAYOUT_ROW ? "ROW" : "DENSE";
 }
 
+// The bf16 value at byte offset i.
+float bf16_value(const std::vector<uint8_t>& v, size_t i) {
+    const uint32_t u = ((uint32_t)v[i] | (uint32_t)v[i + 1] << 8) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
 // First differing byte, or -1.
 int64_t first_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
     if (a.size() != b.size()) return 0;
@@ -434,40 +442,64 @@ int run_ffn(int64_t T, int64_t d, int64_t f) {
         random_dev(dz, dt, 14, 0.f, 1.f, s);
         const char* names[] = {"dense", "sparse, two-pass dH split", "sparse, fused dH split"};
         double fwd[3], bwd[3];
-        std::vector<uint8_t> grads[3];
-        for (int mode = 0; mode < 3; ++mode) {
+        auto options = [](int mode) {
             s24_ffn_options o;
             s24_ffn_options_default(&o);
             o.sparse_forward = o.sparse_backward = mode > 0;
             o.separate_grad_split = mode == 1;
+            return o;
+        };
+        // dX, dW1, dW2 of one step (step 0: the same permutation) of a fresh FFN
+        auto one_step = [&](int mode) {
+            const s24_ffn_options o = options(mode);
+            s24_ffn* ffn = nullptr;
+            s24_saved* saved = nullptr;
+            TRY(s24_ffn_create(gpu, T, d, f, dt, &o, &ffn));
+            TRY(s24_saved_create(ffn, &saved));
+            TRY(s24_ffn_forward(ffn, x.p, w1.p, w2.p, z.p, saved));
+            TRY(s24_ffn_backward(ffn, saved, x.p, w1.p, w2.p, dz.p, dx.p, dw1.p, dw2.p));
+            CUDA(cudaStreamSynchronize(s));
+            std::vector<uint8_t> g = dx.back();
+            for (const Dev* w : {&dw1, &dw2}) {
+                const std::vector<uint8_t> v = w->back();
+                g.insert(g.end(), v.begin(), v.end());
+            }
+            s24_saved_destroy(saved);
+            s24_ffn_destroy(ffn);
+            return g;
+        };
+        for (int mode = 0; mode < 3; ++mode) {
+            const s24_ffn_options o = options(mode);
             s24_ffn* ffn = nullptr;
             s24_saved* saved = nullptr;
             TRY(s24_ffn_create(gpu, T, d, f, dt, &o, &ffn));
             TRY(s24_saved_create(ffn, &saved));
             fwd[mode] = timer.median([&] { TRY(s24_ffn_forward(ffn, x.p, w1.p, w2.p, z.p, saved)); });
             bwd[mode] = timer.median([&] { TRY(s24_ffn_backward(ffn, saved, x.p, w1.p, w2.p, dz.p, dx.p, dw1.p, dw2.p)); });
-            // one more step from a fresh state, to compare the two sparse paths' gradients
-            s24_saved_destroy(saved);
-            s24_ffn_destroy(ffn);
-            TRY(s24_ffn_create(gpu, T, d, f, dt, &o, &ffn));
-            TRY(s24_saved_create(ffn, &saved));
-            TRY(s24_ffn_forward(ffn, x.p, w1.p, w2.p, z.p, saved));
-            TRY(s24_ffn_backward(ffn, saved, x.p, w1.p, w2.p, dz.p, dx.p, dw1.p, dw2.p));
-            CUDA(cudaStreamSynchronize(s));
-            grads[mode] = dx.back();
-            for (const Dev* g : {&dw1, &dw2}) {
-                const std::vector<uint8_t> v = g->back();
-                grads[mode].insert(grads[mode].end(), v.begin(), v.end());
-            }
             s24_saved_destroy(saved);
             s24_ffn_destroy(ffn);
         }
+        const std::vector<uint8_t> two_a = one_step(1), two_b = one_step(1), fused = one_step(2);
         std::printf("\nFFN T=%lld d=%lld f=%lld bf16 (median of 25 after 5 warm-ups)\n", (long long)T, (long long)d, (long long)f);
         for (int m = 0; m < 3; ++m)
             std::printf("  %-28s forward %8.3f ms  backward %8.3f ms (%.3fx)  fwd+bwd %8.3f ms (%.3fx)\n", names[m], fwd[m],
                         bwd[m], bwd[0] / bwd[m], fwd[m] + bwd[m], (fwd[0] + bwd[0]) / (fwd[m] + bwd[m]));
-        const bool same = grads[1] == grads[2];
-        report(same, "FFN gradients (dX, dW1, dW2): fused dH split == two-pass", same ? "" : "they differ");
+        // the GEMMs may not be bitwise reproducible run to run: then the fused path must differ from the
+        // two-pass one by no more than two-pass runs differ from each other
+        auto max_rel = [&](const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+            double m = 0, ref = 0;
+            for (size_t i = 0; i + 1 < a.size(); i += 2) {
+                const float va = bf16_value(a, i), vb = bf16_value(b, i);
+                ref = std::max(ref, (double)std::fabs(va));
+                m = std::max(m, (double)std::fabs(va - vb));
+            }
+            return ref > 0 ? m / ref : m;
+        };
+        const double run_to_run = max_rel(two_a, two_b), fused_err = max_rel(two_a, fused);
+        char detail[160];
+        std::snprintf(detail, sizeof detail, "identical: %s; max |diff| / max |g|: fused %.3g, two-pass run to run %.3g",
+                      fused == two_a ? "yes" : "no", fused_err, run_to_run);
+        report(fused == two_a || fused_err <= run_to_run, "FFN gradients (dX, dW1, dW2): fused dH split vs two-pass", detail);
     }
     TRY(s24_context_set_stream(gpu, nullptr));
     CUDA(cudaStreamDestroy(s));
