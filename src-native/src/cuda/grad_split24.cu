@@ -61,24 +61,28 @@ struct GradSplitArgs {
     int flags;
 };
 
-// Tuning variants: minimum resident blocks per SM (register budget); whether dy of the next band is
-// loaded during the current one (register double buffer) or at the top of its own band; whether the
-// row loads ask L2 to fetch the whole band segment of the row (dy 256 B, Yhat 128 B: the other warps of
-// the block read the rest of it) instead of 32-byte sectors. sm_90a, ptxas: 1 block + prefetch 214
-// registers; 2 blocks without prefetch 128 registers + ~40 bytes of spills; 2 blocks with prefetch
-// spill ~300 bytes (left out). Variants other than the default are built for the CUSPARSELT output only.
+// Tuning variants: minimum resident blocks per SM (register budget); what of the next band is loaded
+// during the current one (register double buffer; the rest is loaded at the top of its own band):
+// PF_ALL Yhat and dy, PF_VALUES Yhat only, PF_NONE nothing; whether the row loads ask L2 to fetch the
+// whole band segment of the row (dy 256 B, Yhat 128 B: the other warps of the block read the rest of
+// it) instead of 32-byte sectors. sm_90a, ptxas: 1 block + PF_ALL 214 registers; PF_VALUES 158, or 128
+// + ~40 bytes of spills for 2 blocks; 2 blocks with PF_ALL spill ~300 bytes (left out). Variants other
+// than the default are built for the CUSPARSELT output only.
+enum Prefetch : int { PF_NONE = 0, PF_VALUES = 1, PF_ALL = 2 };
 struct Variant {
     int min_blocks;
-    bool prefetch_dy;
+    int prefetch;
     bool l2_segment;
     const char* name;
 };
 constexpr Variant kVariants[] = {
-    {1, true, false, "1 block/SM, dy prefetched"},
-    {2, false, false, "2 blocks/SM, dy at band start"},
-    {1, false, false, "1 block/SM, dy at band start"},
-    {1, true, true, "1 block/SM, dy prefetched, L2 segments"},
-    {2, false, true, "2 blocks/SM, dy at band start, L2 segments"},
+    {1, PF_ALL, false, "1 block/SM, prefetch y+dy"},
+    {2, PF_VALUES, false, "2 blocks/SM, prefetch y"},
+    {1, PF_VALUES, false, "1 block/SM, prefetch y"},
+    {1, PF_ALL, true, "1 block/SM, prefetch y+dy, L2 seg"},
+    {2, PF_VALUES, true, "2 blocks/SM, prefetch y, L2 seg"},
+    {2, PF_NONE, false, "2 blocks/SM, no prefetch"},
+    {2, PF_NONE, true, "2 blocks/SM, no prefetch, L2 seg"},
 };
 constexpr int kVariantCount = (int)(sizeof(kVariants) / sizeof(kVariants[0]));
 constexpr int kDefaultVariant = 0;
@@ -158,7 +162,7 @@ __device__ __forceinline__ void add_totals(unsigned long long* totals, uint32_t 
     }
 }
 
-template <bool BF16, int OUT, int MINB, bool PREFETCH_DY, bool L2SEG>
+template <bool BF16, int OUT, int MINB, int PF, bool L2SEG>
 __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArgs a) {
     constexpr int KSH = OUT == S24_LAYOUT_DENSE ? 4 : 3;
     // lookup tables, indexed by byte offsets: [0, 128) unpack (uint2 per nibble), [128, 384) selection
@@ -260,11 +264,12 @@ __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArg
         j0 = lo;
     }
 
+    constexpr bool PREFETCH_DY = PF == PF_ALL;
     Band cur, nxt;
     uint32_t D[4][8], Dn[PREFETCH_DY ? 4 : 1][PREFETCH_DY ? 8 : 1];
     uint32_t M[4][2];
     if (band_begin < band_end) {
-        load_band(cur, band_begin, j0);
+        if constexpr (PF != PF_NONE) load_band(cur, band_begin, j0);
         if constexpr (PREFETCH_DY) load_dy(D, band_begin);
         load_meta(M, band_begin);
     }
@@ -283,6 +288,7 @@ __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArg
         const int64_t fb = band * kBand;
         const int64_t f0 = band_f0(band);
         const bool have = f0 < F;  // warp-uniform
+        if constexpr (PF == PF_NONE) load_band(cur, band, j0);
         if constexpr (!PREFETCH_DY) load_dy(D, band);
 
         // ---- dense features of this band (dense_cols)
@@ -302,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArg
 
         // ---- prefetch the next band
         if (band + 1 < band_end) {
-            load_band(nxt, band + 1, j0_next);
+            if constexpr (PF != PF_NONE) load_band(nxt, band + 1, j0_next);
             if constexpr (PREFETCH_DY) load_dy(Dn, band + 1);
         }
 
@@ -493,7 +499,7 @@ __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArg
 
         j0 = j0_next;
         if (band + 1 < band_end) {
-            cur = nxt;
+            if constexpr (PF != PF_NONE) cur = nxt;
             if constexpr (PREFETCH_DY) {
 #pragma unroll
                 for (int j = 0; j < 4; ++j)
@@ -507,10 +513,10 @@ __global__ void __launch_bounds__(kThreads, MINB) grad_split_kernel(GradSplitArg
 }
 
 // Launch with enough band splits to fill the machine with one wave of resident blocks.
-template <bool BF16, int OUT, int MINB, bool PREFETCH_DY, bool L2SEG>
+template <bool BF16, int OUT, int MINB, int PF, bool L2SEG>
 void run(GradSplitArgs a, cudaStream_t stream, const char* what) {
     static std::atomic<int> cache[kMaxDevices];
-    auto kernel = grad_split_kernel<BF16, OUT, MINB, PREFETCH_DY, L2SEG>;
+    auto kernel = grad_split_kernel<BF16, OUT, MINB, PF, L2SEG>;
     int dev = 0;
     check(cudaGetDevice(&dev), what);
     int per_sm = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
@@ -529,7 +535,7 @@ void run(GradSplitArgs a, cudaStream_t stream, const char* what) {
 template <bool BF16, int OUT, int V>
 void run_variant(const GradSplitArgs& a, cudaStream_t stream, const char* what) {
     constexpr Variant v = kVariants[V];
-    run<BF16, OUT, v.min_blocks, v.prefetch_dy, v.l2_segment>(a, stream, what);
+    run<BF16, OUT, v.min_blocks, v.prefetch, v.l2_segment>(a, stream, what);
 }
 
 template <bool BF16>
@@ -544,14 +550,16 @@ void dispatch(const GradSplitArgs& a, s24_layout out_layout, int variant, cudaSt
     }
     if (out_layout != S24_LAYOUT_CUSPARSELT)
         throw Error(S24_ERROR_NOT_SUPPORTED, std::string(what) + ": tuning variants write the CUSPARSELT layout only");
-    static_assert(kVariantCount == 5, "one case per variant");
+    static_assert(kVariantCount == 7, "one case per variant");
     constexpr s24_layout C = S24_LAYOUT_CUSPARSELT;
     switch (variant) {
         case 0: run_variant<BF16, C, 0>(a, stream, what); break;
         case 1: run_variant<BF16, C, 1>(a, stream, what); break;
         case 2: run_variant<BF16, C, 2>(a, stream, what); break;
         case 3: run_variant<BF16, C, 3>(a, stream, what); break;
-        default: run_variant<BF16, C, 4>(a, stream, what); break;
+        case 4: run_variant<BF16, C, 4>(a, stream, what); break;
+        case 5: run_variant<BF16, C, 5>(a, stream, what); break;
+        default: run_variant<BF16, C, 6>(a, stream, what); break;
     }
 }
 
