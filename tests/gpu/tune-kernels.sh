@@ -32,6 +32,7 @@ JOBS="${JOBS:-$(nproc 2>/dev/null || echo 8)}"
 STEPS="${STEPS:-build,check,bench,ffn,breakdown}"
 PY="${PYTHON:-python3}"
 SUMMARY="$RES/summary.txt"
+command -v nvcc > /dev/null || { [[ -x /usr/local/cuda/bin/nvcc ]] && PATH="/usr/local/cuda/bin:$PATH"; }
 : > "$SUMMARY"
 FAILED=0
 wanted() { [[ ",$STEPS," == *",$1,"* ]]; }
