@@ -26,7 +26,7 @@ void check_options(const s24_ffn_options& o) {
     require(flag(o.sparse_backward), "options.sparse_backward must be 0 or 1, got ", o.sparse_backward);
     require(flag(o.permute_tokens), "options.permute_tokens must be 0 or 1, got ", o.permute_tokens);
     require(flag(o.algorithm_search), "options.algorithm_search must be 0 or 1, got ", o.algorithm_search);
-    require(flag(o.separate_grad_split), "options.separate_grad_split must be 0 or 1, got ", o.separate_grad_split);
+    require(flag(o.fused_grad_split), "options.fused_grad_split must be 0 or 1, got ", o.fused_grad_split);
     require(o.dense_fraction >= 0.f && o.dense_fraction <= 1.f, "options.dense_fraction must be in [0, 1], got ",
             o.dense_fraction);
     require(!o.sparse_backward || o.sparse_forward,
@@ -207,7 +207,7 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
     be.gemm(f.dtype, T, n, d, dz, false, w2, false, dy);                // dYhat = dZ W2
     SplitBuffers b{split && f.options.permute_tokens ? (int32_t*)(scratch + plan.perm) : nullptr, scratch + plan.rows,
                    scratch + plan.t_packed, scratch + plan.dense_cols, scratch + plan.dense_prod};
-    if (split && dw1 && !f.options.separate_grad_split) {
+    if (split && dw1 && f.options.fused_grad_split) {
         // dW2's split first (it shares t_packed and dense_cols), then dH and its split in one pass
         if (b.perm) be.token_permutation(f.options.seed, s.step, T, b.perm);
         if (dw2) split_weight_grad(f, s, s.y_packed, dz, b, true, s.totals + 2, dw2);
@@ -246,7 +246,7 @@ void s24_ffn_options_default(s24_ffn_options* options) {
     options->permute_tokens = 1;
     options->seed = 0x5eed24;
     options->algorithm_search = 1;
-    options->separate_grad_split = 0;
+    options->fused_grad_split = 0;
 }
 
 s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int64_t d_ff, s24_dtype dtype,

@@ -283,6 +283,61 @@ void check_case(s24_context* cpu, s24_context* gpu, cudaStream_t s, const Case& 
             run("grad_split24 variant " + std::to_string(v) + "  ", [&] { p.fused_variant(v, s); });
 }
 
+// The FFN backward with fused_grad_split = 1 against 0 on one context: dX, dW1, dW2 byte-identical (two steps,
+// so the second uses another permutation; nulls: bit 0 leaves out dX, bit 1 dW2).
+void check_ffn_paths(s24_context* ctx, const char* backend, s24_dtype dt, int64_t T, int64_t d, int64_t f, int nulls,
+                     std::mt19937& rng) {
+    const size_t es = dt == S24_FP32 ? 4 : 2;
+    std::normal_distribution<float> nd(0.f, 1.f);
+    auto data = [&](size_t n, float sd) {
+        std::vector<uint8_t> v(n * es);
+        for (size_t i = 0; i < n; ++i) {
+            const float x = sd * nd(rng);
+            if (es == 4) std::memcpy(&v[4 * i], &x, 4);
+            else { const uint16_t h = host_half(x, dt); std::memcpy(&v[2 * i], &h, 2); }
+        }
+        return v;
+    };
+    const std::vector<uint8_t> x = data(T * d, 1.f), w1 = data(f * d, 0.1f), w2 = data(d * f, 0.1f), dz = data(T * d, 1.f);
+    auto mem = [&](const std::vector<uint8_t>& h) {  // a context buffer holding h
+        void* p = nullptr;
+        TRY(s24_malloc(ctx, h.size(), &p));
+        TRY(s24_memcpy(ctx, p, h.data(), h.size(), S24_COPY_HOST_TO_CONTEXT));
+        return p;
+    };
+    void *px = mem(x), *pw1 = mem(w1), *pw2 = mem(w2), *pdz = mem(dz), *pz = mem(dz);
+    std::vector<uint8_t> out[2];
+    for (int fused = 0; fused < 2; ++fused) {
+        s24_ffn_options o;
+        s24_ffn_options_default(&o);
+        o.fused_grad_split = fused;
+        s24_ffn* ffn = nullptr;
+        s24_saved* saved = nullptr;
+        TRY(s24_ffn_create(ctx, T, d, f, dt, &o, &ffn));
+        TRY(s24_saved_create(ffn, &saved));
+        void* g[3];
+        const size_t sizes[3] = {(size_t)(T * d) * es, (size_t)(f * d) * es, (size_t)(d * f) * es};
+        for (int i = 0; i < 3; ++i) g[i] = mem(std::vector<uint8_t>(sizes[i], 0x5a));
+        for (int step = 0; step < 2; ++step) {
+            TRY(s24_ffn_forward(ffn, px, pw1, pw2, pz, saved));
+            TRY(s24_ffn_backward(ffn, saved, px, pw1, pw2, pdz, (nulls & 1) ? nullptr : g[0], g[1], (nulls & 2) ? nullptr : g[2]));
+        }
+        for (int i = 0; i < 3; ++i) {
+            std::vector<uint8_t> h(sizes[i]);
+            TRY(s24_memcpy(ctx, h.data(), g[i], sizes[i], S24_COPY_CONTEXT_TO_HOST));
+            out[fused].insert(out[fused].end(), h.begin(), h.end());
+            s24_free(ctx, g[i]);
+        }
+        s24_saved_destroy(saved);
+        s24_ffn_destroy(ffn);
+    }
+    for (void* p : {px, pw1, pw2, pdz, pz}) s24_free(ctx, p);
+    char name[160];
+    std::snprintf(name, sizeof name, "FFN %s %s T=%lld d=%lld f=%lld nulls=%d: fused_grad_split 1 == 0", backend,
+                  dt == S24_FP32 ? "fp32" : dt == S24_BF16 ? "bf16" : "fp16", (long long)T, (long long)d, (long long)f, nulls);
+    report(out[0] == out[1], name);
+}
+
 int run_check() {
     s24_context *cpu = nullptr, *gpu = nullptr;
     TRY(s24_context_create(S24_BACKEND_CPU, 0, &cpu));
@@ -304,6 +359,10 @@ int run_check() {
         cases.push_back({dt, 200, 96, R, R, true, 1});          // not the fused kernel's layout: the composition
     }
     for (const Case& c : cases) check_case(cpu, gpu, s, c, rng);
+    for (int nulls = 0; nulls < 3; ++nulls) check_ffn_paths(cpu, "cpu", S24_FP32, 64, 32, 128, nulls, rng);
+    check_ffn_paths(cpu, "cpu", S24_BF16, 60, 32, 128, 0, rng);  // tokens % 4 != 0
+    check_ffn_paths(gpu, "cuda", S24_BF16, 256, 128, 512, 0, rng);
+    check_ffn_paths(gpu, "cuda", S24_FP16, 192, 64, 320, 1, rng);
     TRY(s24_context_set_stream(gpu, nullptr));
     CUDA(cudaStreamDestroy(s));
     s24_context_destroy(gpu);
@@ -470,7 +529,7 @@ int run_ffn(int64_t T, int64_t d, int64_t f) {
             s24_ffn_options o;
             s24_ffn_options_default(&o);
             o.sparse_forward = o.sparse_backward = mode > 0;
-            o.separate_grad_split = mode == 1;
+            o.fused_grad_split = mode == 2;
             return o;
         };
         // dX, dW1, dW2 of one step (step 0: the same permutation) of a fresh FFN
