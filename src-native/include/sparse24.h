@@ -178,6 +178,10 @@ typedef struct s24_ffn_options {
                                  is validated against a dense product, then cached; the first call of a
                                  shape pays the search). 0: cuSPARSELt's default algorithm, which measured
                                  1.0-1.3x against dense on an H100 where the searched one gave 1.5-1.85x */
+    int32_t fused_grad_split; /* 0 (default): the sparse backward computes dH and its split in two passes
+                                 (s24_masked_grad24, then s24_sparsify24_cols_split of dH). 1: one pass
+                                 (s24_grad_split24); same results, but slower today (H200: 0.95 vs
+                                 0.71 ms at 16384x16384)                                               */
 } s24_ffn_options;
 
 /* Fills the defaults listed above (seed 0x5eed24). */
@@ -287,6 +291,17 @@ s24_status s24_sparsify24_cols_split(s24_context* ctx, s24_dtype dtype, int64_t 
                                      const void* src_packed, s24_layout in_layout, const int32_t* perm,
                                      const uint8_t* is_dense, const int32_t* dense_idx, int64_t k,
                                      s24_layout out_layout, void* t_packed, void* dense_cols, int64_t* totals);
+
+/* The backward's masked gradient and the split of its result in one call: exactly
+ * s24_masked_grad24(dy, y_packed, in_layout -> dh_packed) followed by
+ * s24_sparsify24_cols_split(dh_packed, in_layout, perm, is_dense, dense_idx, k, out_layout -> t_packed,
+ * dense_cols, totals), same arguments and outputs. On CUDA with y_packed in the CUSPARSELT layout (and
+ * dy, y_packed, dh_packed 16-byte aligned) one kernel does both: dH is written once and never read back
+ * (fewer bytes, but on an H200 slower than the two kernels: docs/kernels.md). */
+s24_status s24_grad_split24(s24_context* ctx, s24_dtype dtype, int64_t tokens, int64_t features, const void* dy,
+                            const void* y_packed, s24_layout in_layout, void* dh_packed, const int32_t* perm,
+                            const uint8_t* is_dense, const int32_t* dense_idx, int64_t k, s24_layout out_layout,
+                            void* t_packed, void* dense_cols, int64_t* totals);
 
 /* out [rows, cols] = in[perm[i], :] for each row i (perm NULL: plain copy). */
 s24_status s24_gather_rows(s24_context* ctx, s24_dtype dtype, int64_t rows, int64_t cols, const void* in,

@@ -370,6 +370,32 @@ s24_status s24_sparsify24_cols_split(s24_context* ctx, s24_dtype dtype, int64_t 
     });
 }
 
+s24_status s24_grad_split24(s24_context* ctx, s24_dtype dtype, int64_t tokens, int64_t features, const void* dy,
+                            const void* y_packed, s24_layout in_layout, void* dh_packed, const int32_t* perm,
+                            const uint8_t* is_dense, const int32_t* dense_idx, int64_t k, s24_layout out_layout,
+                            void* t_packed, void* dense_cols, int64_t* totals) {
+    return locked(ctx, [&] {
+        check_packed(ctx, dtype, tokens, features, in_layout, "grad_split24 y_packed / dh_packed");
+        check_layout(out_layout, dtype, features, tokens, "grad_split24 output");
+        require(tokens % 4 == 0 || out_layout != S24_LAYOUT_CUSPARSELT,
+                "grad_split24: tokens % 4 != 0 needs out_layout DENSE or ROW");
+        require(k >= 0 && k <= features, "k must be in [0, features = ", features, "], got ", k);
+        require_pointer(dy, "dy");
+        require_pointer(y_packed, "y_packed");
+        require_pointer(dh_packed, "dh_packed");
+        require_pointer(t_packed, "t_packed");
+        require(dh_packed != y_packed && dh_packed != dy && t_packed != dh_packed,
+                "grad_split24: dh_packed must not alias dy or y_packed, nor t_packed dh_packed");
+        if (k > 0) {
+            require_pointer(is_dense, "is_dense");
+            require_pointer(dense_idx, "dense_idx");
+            require_pointer(dense_cols, "dense_cols");
+        }
+        ctx->backend->grad_split24(dtype, tokens, features, dy, y_packed, in_layout, dh_packed, perm, is_dense,
+                                   dense_idx, k, out_layout, t_packed, dense_cols, totals);
+    });
+}
+
 s24_status s24_gather_rows(s24_context* ctx, s24_dtype dtype, int64_t rows, int64_t cols, const void* in,
                            const int32_t* perm, void* out) {
     return locked(ctx, [&] {

@@ -81,6 +81,16 @@ public:
                                        s24_layout in_layout, const int32_t* perm, const uint8_t* is_dense,
                                        const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
                                        void* dense_cols, int64_t* totals) = 0;
+    // masked_grad24 (dy, y_packed -> dh_packed), then sparsify24_cols_split of dh_packed: the reference
+    // composition; a backend overrides it with a fused pass where it has one.
+    virtual void grad_split24(s24_dtype dtype, int64_t tokens, int64_t features, const void* dy, const void* y_packed,
+                              s24_layout in_layout, void* dh_packed, const int32_t* perm, const uint8_t* is_dense,
+                              const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
+                              void* dense_cols, int64_t* totals) {
+        masked_grad24(dtype, tokens, features, dy, y_packed, in_layout, dh_packed);
+        sparsify24_cols_split(dtype, tokens, features, dh_packed, in_layout, perm, is_dense, dense_idx, k, out_layout,
+                              t_packed, dense_cols, totals);
+    }
     virtual void gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
                              void* out) = 0;
     // Whether spmm searches cuSPARSELt algorithms for plans it creates from now on (FFN option).

@@ -26,6 +26,7 @@ void check_options(const s24_ffn_options& o) {
     require(flag(o.sparse_backward), "options.sparse_backward must be 0 or 1, got ", o.sparse_backward);
     require(flag(o.permute_tokens), "options.permute_tokens must be 0 or 1, got ", o.permute_tokens);
     require(flag(o.algorithm_search), "options.algorithm_search must be 0 or 1, got ", o.algorithm_search);
+    require(flag(o.fused_grad_split), "options.fused_grad_split must be 0 or 1, got ", o.fused_grad_split);
     require(o.dense_fraction >= 0.f && o.dense_fraction <= 1.f, "options.dense_fraction must be in [0, 1], got ",
             o.dense_fraction);
     require(!o.sparse_backward || o.sparse_forward,
@@ -180,7 +181,8 @@ struct SplitBuffers {
 
 // One split weight gradient. For dW2 (transposed_out): dW2^T [f, d] = Yt [f, T] dZp [T, d], written as
 // dW2 [d, f]; dense features: dW2[:, D] = dZp^T Yd. For dW1: dW1 [f, d] = dHt [f, T] Xp [T, d];
-// dense features: dW1[D, :] = dHd^T Xp.
+// dense features: dW1[D, :] = dHd^T Xp. src_packed NULL: b.t_packed and b.dense_cols already hold the
+// split (the fused dH pass wrote them).
 void split_weight_grad(s24_ffn& f, const s24_saved& s, const void* src_packed, const void* rows_in,
                        const SplitBuffers& b, bool transposed_out, int64_t* totals, void* dw) {
     Backend& be = *f.ctx->backend;
@@ -190,8 +192,9 @@ void split_weight_grad(s24_ffn& f, const s24_saved& s, const void* src_packed, c
         be.gather_rows(f.dtype, T, d, rows_in, b.perm, b.rows_perm);
         rows_p = b.rows_perm;
     }
-    be.sparsify24_cols_split(f.dtype, T, n, src_packed, f.y_layout, b.perm, s.is_dense, s.dense_idx, k, f.t_layout,
-                             b.t_packed, k > 0 ? b.dense_cols : nullptr, totals);
+    if (src_packed)
+        be.sparsify24_cols_split(f.dtype, T, n, src_packed, f.y_layout, b.perm, s.is_dense, s.dense_idx, k,
+                                 f.t_layout, b.t_packed, k > 0 ? b.dense_cols : nullptr, totals);
     if (k < n) be.spmm(f.dtype, n, d, T, b.t_packed, f.t_layout, rows_p, false, dw, transposed_out);
     if (k == 0) return;
     if (transposed_out) {
@@ -216,17 +219,27 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
     void* dh = scratch + plan.dh;
 
     be.gemm(f.dtype, T, n, d, dz, false, w2, false, dy);                // dYhat = dZ W2
-    be.masked_grad24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh);    // dH = dYhat * 2 sqrt(Yhat)
-    if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
-
-    if (!split) {
-        exact_weight_grads(f, s, x, dz, dh, scratch + plan.dense, dw1, dw2);
-    } else {
-        SplitBuffers b{f.options.permute_tokens ? (int32_t*)(scratch + plan.perm) : nullptr, scratch + plan.rows,
-                       scratch + plan.t_packed, scratch + plan.dense_cols, scratch + plan.dense_prod};
+    SplitBuffers b{split && f.options.permute_tokens ? (int32_t*)(scratch + plan.perm) : nullptr, scratch + plan.rows,
+                   scratch + plan.t_packed, scratch + plan.dense_cols, scratch + plan.dense_prod};
+    if (split && dw1 && f.options.fused_grad_split) {
+        // dW2's split first (it shares t_packed and dense_cols), then dH and its split in one pass
         if (b.perm) be.token_permutation(f.options.seed, s.step, T, b.perm);
         if (dw2) split_weight_grad(f, s, s.y_packed, dz, b, true, s.totals + 2, dw2);
-        if (dw1) split_weight_grad(f, s, dh, x, b, false, s.totals + 4, dw1);
+        be.grad_split24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh, b.perm, s.is_dense, s.dense_idx,
+                        f.dense_features, f.t_layout, b.t_packed, f.dense_features > 0 ? b.dense_cols : nullptr,
+                        s.totals + 4);
+        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
+        split_weight_grad(f, s, nullptr, x, b, false, s.totals + 4, dw1);
+    } else {
+        be.masked_grad24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh);    // dH = dYhat * 2 sqrt(Yhat)
+        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
+        if (!split) {
+            exact_weight_grads(f, s, x, dz, dh, scratch + plan.dense, dw1, dw2);
+        } else {
+            if (b.perm) be.token_permutation(f.options.seed, s.step, T, b.perm);
+            if (dw2) split_weight_grad(f, s, s.y_packed, dz, b, true, s.totals + 2, dw2);
+            if (dw1) split_weight_grad(f, s, dh, x, b, false, s.totals + 4, dw1);
+        }
     }
     s.backward_done = true;
     s.backward_sparse = split;
@@ -247,6 +260,7 @@ void s24_ffn_options_default(s24_ffn_options* options) {
     options->permute_tokens = 1;
     options->seed = 0x5eed24;
     options->algorithm_search = 1;
+    options->fused_grad_split = 0;
 }
 
 s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int64_t d_ff, s24_dtype dtype,

@@ -193,6 +193,19 @@ public:
         launch_sparsify24_cols_split(dtype, tokens, features, src_packed, in_layout, perm, is_dense, dense_idx, k,
                                      out_layout, t_packed, dense_cols, totals, stream_);
     }
+    void grad_split24(s24_dtype dtype, int64_t tokens, int64_t features, const void* dy, const void* y_packed,
+                      s24_layout in_layout, void* dh_packed, const int32_t* perm, const uint8_t* is_dense,
+                      const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed, void* dense_cols,
+                      int64_t* totals) override {
+        use_device();
+        if (!grad_split24_fits(in_layout, tokens, features, dy, y_packed, dh_packed)) {
+            Backend::grad_split24(dtype, tokens, features, dy, y_packed, in_layout, dh_packed, perm, is_dense,
+                                  dense_idx, k, out_layout, t_packed, dense_cols, totals);
+            return;
+        }
+        launch_grad_split24(dtype, tokens, features, dy, y_packed, dh_packed, perm, is_dense, dense_idx, k, out_layout,
+                            t_packed, dense_cols, totals, stream_);
+    }
     void gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
                      void* out) override {
         use_device();

@@ -34,6 +34,18 @@ void launch_sparsify24_cols_split(s24_dtype dtype, int64_t tokens, int64_t featu
                                   const int32_t* dense_idx, int64_t k, s24_layout out_layout, void* t_packed,
                                   void* dense_cols, int64_t* totals, cudaStream_t stream);
 
+// masked_grad24 and sparsify24_cols_split of its result in one pass (grad_split24.cu), where
+// grad_split24_fits: y in the CUSPARSELT layout, dy / y / dh 16-byte aligned. variant < 0: the tuned
+// default; 0 .. grad_split24_variant_count() - 1 pick a tuning variant (benchmarks).
+bool grad_split24_fits(s24_layout in_layout, int64_t tokens, int64_t features, const void* dy, const void* y_packed,
+                       const void* dh_packed);
+int grad_split24_variant_count();
+const char* grad_split24_variant_name(int variant);
+void launch_grad_split24(s24_dtype dtype, int64_t tokens, int64_t features, const void* dy, const void* y_packed,
+                         void* dh_packed, const int32_t* perm, const uint8_t* is_dense, const int32_t* dense_idx,
+                         int64_t k, s24_layout out_layout, void* t_packed, void* dense_cols, int64_t* totals,
+                         cudaStream_t stream, int variant = -1);
+
 void launch_gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
                         void* out, cudaStream_t stream);
 void launch_scatter_cols(s24_dtype dtype, int64_t rows, int64_t k, const void* src, const int32_t* idx,
