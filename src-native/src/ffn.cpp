@@ -3,6 +3,7 @@
 #include "front.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace s24 {
@@ -56,9 +57,25 @@ s24_layout choose_t_layout(const s24_context* ctx, const s24_ffn& f) {
 
 size_t elem(const s24_ffn& f) { return s24_dtype_size(f.dtype); }
 
+// The sparse GEMMs' algorithm: the tuned plan (FFN option algorithm_search) or cuSPARSELt's default.
+SpmmAlgorithm algorithm(const s24_ffn& f) {
+    return f.options.algorithm_search ? SpmmAlgorithm::TUNED : SpmmAlgorithm::DEFAULT;
+}
+
+// Calls on the backend's side stream for the life of the object (Backend::begin_side / end_side); the
+// main stream waits for them only at Backend::wait_side.
+class SideStream {
+public:
+    explicit SideStream(Backend& be) : be_(be) { be_.begin_side(); }
+    ~SideStream() { be_.end_side(); }
+    SideStream(const SideStream&) = delete;
+    SideStream& operator=(const SideStream&) = delete;
+
+private:
+    Backend& be_;
+};
+
 void check_ffn(const s24_ffn* ffn) { require(ffn != nullptr, "ffn is NULL"); }
-
-
 
 // Where the forward's and backward's temporaries sit in the context's scratch buffer, and where a saved
 // state's parts sit in its one allocation (offsets in bytes; one definition serves the calls and the
@@ -115,7 +132,6 @@ size_t workspace_bytes(const s24_ffn& f) {
 void forward(s24_ffn& f, const void* x, const void* w1, const void* w2, void* z, s24_saved* saved) {
     Backend& be = *f.ctx->backend;
     const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
-    be.set_algorithm_search(f.options.algorithm_search != 0);
 
     const ForwardScratch plan(f);
     char* scratch = (char*)be.scratch(plan.total);
@@ -125,14 +141,20 @@ void forward(s24_ffn& f, const void* x, const void* w1, const void* w2, void* z,
     be.gemm(f.dtype, T, n, d, x, false, w1, true, h);  // H = X W1^T
     be.sparsify24_rows(f.dtype, T, n, h, !f.options.sparse_forward, f.y_layout, y, saved ? saved->counts : nullptr,
                        saved ? saved->totals : nullptr);
-    be.spmm(f.dtype, T, d, n, y, f.y_layout, w2, true, z, false);  // Z = Yhat W2^T
+    if (saved && f.options.sparse_backward && f.dense_features > 0 && f.side_stream) {
+        // The dense-feature selection (one block, latency-bound) runs beside Z's GEMM.
+        SideStream side(be);
+        be.select_dense_features(n, saved->counts, f.dense_features, saved->dense_idx, saved->is_dense);
+    }
+    be.spmm(f.dtype, T, d, n, y, f.y_layout, w2, true, z, false, algorithm(f));  // Z = Yhat W2^T
 
     if (saved) {
-        if (f.options.sparse_backward && f.dense_features > 0)
+        if (f.options.sparse_backward && f.dense_features > 0 && !f.side_stream)
             be.select_dense_features(n, saved->counts, f.dense_features, saved->dense_idx, saved->is_dense);
-        else if (f.options.sparse_backward)
+        else if (f.options.sparse_backward && f.dense_features == 0)
             be.fill(saved->is_dense, 0, (size_t)n);
         be.fill(saved->totals + 2, 0, 4 * sizeof(int64_t));
+        if (f.side_stream) be.wait_side();  // the selection is done before anything reads the saved state
         saved->step = f.next_step++;
         saved->forward_done = true;
         saved->backward_done = false;
@@ -178,15 +200,22 @@ void split_weight_grad(s24_ffn& f, const s24_saved& s, const void* src_packed, c
     }
     be.sparsify24_cols_split(f.dtype, T, n, src_packed, f.y_layout, b.perm, s.is_dense, s.dense_idx, k, f.t_layout,
                              b.t_packed, k > 0 ? b.dense_cols : nullptr, totals);
-    if (k < n) be.spmm(f.dtype, n, d, T, b.t_packed, f.t_layout, rows_p, false, dw, transposed_out);
-    if (k == 0) return;
-    if (transposed_out) {
-        be.gemm(f.dtype, d, k, T, rows_p, true, b.dense_cols, false, b.dense_prod);
-        be.scatter_cols(f.dtype, d, k, b.dense_prod, s.dense_idx, n, dw);
-    } else {
-        be.gemm(f.dtype, k, d, T, b.dense_cols, true, rows_p, false, b.dense_prod);
-        be.scatter_rows(f.dtype, k, d, b.dense_prod, s.dense_idx, dw);
+    // The dense features' GEMM (k = 5% of the features: too small to fill the GPU) runs on the side stream
+    // beside the sparse GEMM; the scatter into dw waits for both (the sparse GEMM writes zeros there).
+    auto dense_features_gemm = [&] {
+        if (transposed_out) be.gemm(f.dtype, d, k, T, rows_p, true, b.dense_cols, false, b.dense_prod);
+        else be.gemm(f.dtype, k, d, T, b.dense_cols, true, rows_p, false, b.dense_prod);
+    };
+    if (k > 0 && f.side_stream) {
+        SideStream side(be);
+        dense_features_gemm();
     }
+    if (k < n) be.spmm(f.dtype, n, d, T, b.t_packed, f.t_layout, rows_p, false, dw, transposed_out, algorithm(f));
+    if (k == 0) return;
+    if (f.side_stream) be.wait_side();
+    else dense_features_gemm();
+    if (transposed_out) be.scatter_cols(f.dtype, d, k, b.dense_prod, s.dense_idx, n, dw);
+    else be.scatter_rows(f.dtype, k, d, b.dense_prod, s.dense_idx, dw);
 }
 
 void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const void* w2, const void* dz, void* dx,
@@ -194,7 +223,6 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
     Backend& be = *f.ctx->backend;
     const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
     const bool split = f.options.sparse_backward && (dw1 || dw2);
-    be.set_algorithm_search(f.options.algorithm_search != 0);
 
     const BackwardScratch plan(f);
     char* scratch = (char*)be.scratch(plan.total);
@@ -203,7 +231,7 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
 
     be.gemm(f.dtype, T, n, d, dz, false, w2, false, dy);                // dYhat = dZ W2
     be.masked_grad24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh);    // dH = dYhat * 2 sqrt(Yhat)
-    if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
+    if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false, algorithm(f));  // dX = dH W1
 
     if (!split) {
         exact_weight_grads(f, s, x, dz, dh, scratch + plan.dense, dw1, dw2);
@@ -259,6 +287,8 @@ s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int
         f->y_layout = choose_y_layout(ctx, *f);
         f->t_layout = choose_t_layout(ctx, *f);
         f->next_step = 0;
+        const char* side = std::getenv("SPARSE24_SIDE_STREAM");
+        f->side_stream = side == nullptr || std::strcmp(side, "0") != 0;
         *out = f.release();
     });
 }
@@ -266,6 +296,26 @@ s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int
 s24_status s24_ffn_destroy(s24_ffn* ffn) {
     delete ffn;
     return S24_OK;
+}
+
+s24_status s24_ffn_tune(s24_ffn* ffn) {
+    if (ffn == nullptr) {
+        set_last_error("ffn is NULL");
+        return S24_ERROR_INVALID_ARGUMENT;
+    }
+    return locked(ffn->ctx, [&] {
+        s24_ffn& f = *ffn;
+        Backend& be = *f.ctx->backend;
+        const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
+        if (f.y_layout == S24_LAYOUT_CUSPARSELT) {
+            be.prepare_spmm(f.dtype, T, d, n, true, false, algorithm(f));   // Z = Yhat W2^T
+            be.prepare_spmm(f.dtype, T, d, n, false, false, algorithm(f));  // dX = dH W1
+        }
+        if (f.t_layout == S24_LAYOUT_CUSPARSELT && f.dense_features < n) {
+            be.prepare_spmm(f.dtype, n, d, T, false, true, algorithm(f));   // dW2^T = Yt dZp, stored as dW2
+            be.prepare_spmm(f.dtype, n, d, T, false, false, algorithm(f));  // dW1 = dHt Xp
+        }
+    });
 }
 
 s24_status s24_ffn_get_info(const s24_ffn* ffn, s24_ffn_info* info) {

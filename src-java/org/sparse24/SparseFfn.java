@@ -92,6 +92,16 @@ public final class SparseFfn extends Resource {
         }
     }
 
+    /**
+     * Prepares the sparse GEMM plans for {@code tokens} tokens now (tuned, or read back from the plan cache on disk
+     * and validated, when {@link SparseFfnOptions#algorithmSearch()} is on), so that the first forward and backward
+     * do not pay for it. Waits for the context's stream.
+     */
+    public void tune(long tokens) {
+        Args.atLeast(tokens, 1, "tokens");
+        Native.check(sparse24.s24_ffn_tune(plan(tokens)), "s24_ffn_tune");
+    }
+
     /** An empty saved state for forwards of {@code tokens} tokens (for {@link #forward(Tensor, Tensor, Tensor, Tensor, SavedState)}). */
     public SavedState newSavedState(long tokens) {
         Args.atLeast(tokens, 1, "tokens");

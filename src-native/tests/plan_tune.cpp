@@ -1,0 +1,311 @@
+// s24_plan_tune: the FFN's sparse GEMM plans and its scheduling on a GPU, through the C API only.
+//   s24_plan_tune gemms T d f [--tune] [--reps N] [--only z|dx|dw2|dw1]
+//       the four sparse GEMMs of the FFN (Z, dX, dW2, dW1) through s24_spmm with tuned plans, each against
+//       the dense cuBLASLt GEMM of the same shape in the same run. --tune first tunes each one again
+//       (s24_spmm_tune) and prints every candidate: form, algorithm id, split-K, validation, median time.
+//       Without --tune the plans come from the plan cache (validated) or are tuned on first use. --only
+//       runs one of the four.
+//   s24_plan_tune ffn T d f [--reps N]
+//       FFN forward, backward and both: sparse with the side stream, sparse without it
+//       (SPARSE24_SIDE_STREAM=0), and dense, interleaved rounds in one run (plans prepared by s24_ffn_tune).
+//   s24_plan_tune clear
+//       deletes the plan cache file.
+// bf16; CUDA events, median of N runs (default 20) after 5 warm-up runs; random inputs (never zeros).
+// Exit status 0 only if every call succeeded.
+#include "sparse24.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const char* call, s24_status st) {
+    std::fprintf(stderr, "FAIL %s: %s: %s\n", call, s24_status_name(st), s24_last_error());
+    std::exit(1);
+}
+
+#define TRY(call)                                  \
+    do {                                           \
+        s24_status st_ = (call);                   \
+        if (st_ != S24_OK) die(#call, st_);        \
+    } while (0)
+
+int reps = 20;
+const int kWarmup = 5;
+std::string only;  // "", or one of z, dx, dw2, dw1
+
+uint16_t bf16(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+struct Buffer {
+    s24_context* ctx;
+    void* ptr = nullptr;
+    size_t bytes;
+    Buffer(s24_context* c, size_t n) : ctx(c), bytes(n) { TRY(s24_malloc(ctx, n, &ptr)); }
+    ~Buffer() { s24_free(ctx, ptr); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+};
+
+// elements bf16 values N(mean, std), tiled from a block of 2^20 (one block per seed).
+void fill_normal(s24_context* ctx, void* dst, size_t elements, float mean, float stddev, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(mean, stddev);
+    std::vector<uint16_t> block(std::min<size_t>(elements, (size_t)1 << 20));
+    for (auto& v : block) v = bf16(normal(rng));
+    for (size_t done = 0; done < elements; done += block.size()) {
+        const size_t n = std::min(block.size(), elements - done);
+        TRY(s24_memcpy(ctx, (char*)dst + done * 2, block.data(), n * 2, S24_COPY_HOST_TO_CONTEXT));
+    }
+}
+
+struct Timer {
+    s24_event *start = nullptr, *end = nullptr;
+    explicit Timer(s24_context* ctx) {
+        TRY(s24_event_create(ctx, &start));
+        TRY(s24_event_create(ctx, &end));
+    }
+    ~Timer() {
+        s24_event_destroy(start);
+        s24_event_destroy(end);
+    }
+    double median(const std::function<void()>& fn) {
+        for (int i = 0; i < kWarmup; ++i) fn();
+        std::vector<float> t(reps);
+        for (int i = 0; i < reps; ++i) {
+            TRY(s24_event_record(start));
+            fn();
+            TRY(s24_event_record(end));
+            TRY(s24_event_elapsed_ms(start, end, &t[i]));
+        }
+        std::sort(t.begin(), t.end());
+        return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    }
+};
+
+const char* form_label(int form) {
+    switch (form) {
+        case S24_PLAN_ROW_C: return "row_c";
+        case S24_PLAN_COL_C: return "col_c";
+        case S24_PLAN_STRUCTURED_B: return "structured_b";
+    }
+    return "?";
+}
+
+// Tunes one GEMM again and prints every candidate; returns the best valid time per form (NaN: none).
+std::vector<double> tune(s24_context* ctx, const char* name, int64_t m, int64_t n, int64_t k, int b_t, int c_t,
+                         double dense_ms) {
+    std::vector<s24_plan_candidate> c(512);
+    int64_t count = 0, chosen = -1;
+    TRY(s24_spmm_tune(ctx, S24_BF16, m, n, k, b_t, c_t, c.data(), (int64_t)c.size(), &count, &chosen));
+    std::printf("tune %s m=%lld n=%lld k=%lld b_transposed=%d c_transposed=%d: %lld candidates, dense %.3f ms\n",
+                name, (long long)m, (long long)n, (long long)k, b_t, c_t, (long long)count, dense_ms);
+    std::printf("  %-13s %4s %-10s %-6s %9s %9s %8s\n", "form", "alg", "split-k", "valid", "error", "ms", "vs dense");
+    std::vector<double> best(3, NAN);
+    for (int64_t i = 0; i < count && i < (int64_t)c.size(); ++i) {
+        const s24_plan_candidate& p = c[(size_t)i];
+        char split[32];
+        std::snprintf(split, sizeof split, "%d/%d/%d", p.split_k, p.split_k_mode, p.split_k_buffers);
+        std::printf("  %-13s %4d %-10s %-6s %9.2g %9.3f %7.3fx%s%s\n", form_label(p.form), p.algorithm, split,
+                    p.valid ? "yes" : "NO", p.error, p.ms, dense_ms / p.ms, p.searched ? "  (search's choice)" : "",
+                    i == chosen ? "  <- chosen" : "");
+        if (p.valid && p.form >= 0 && p.form < 3 && !(best[(size_t)p.form] <= p.ms)) best[(size_t)p.form] = p.ms;
+    }
+    if (chosen >= 0 && chosen < count)
+        std::printf("  chosen: %s alg %d split-k %d: %.3f ms = %.3fx dense\n", form_label(c[(size_t)chosen].form),
+                    c[(size_t)chosen].algorithm, c[(size_t)chosen].split_k, c[(size_t)chosen].ms,
+                    dense_ms / c[(size_t)chosen].ms);
+    return best;
+}
+
+int run_gemms(int64_t T, int64_t d, int64_t f, bool retune) {
+    s24_context* ctx = nullptr;
+    TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+    s24_context_info info;
+    TRY(s24_context_get_info(ctx, &info));
+    std::printf("== gemms T=%lld d=%lld f=%lld on %s (direct layout %d, cuSPARSELt %d), bf16, median of %d\n",
+                (long long)T, (long long)d, (long long)f, info.device_name, info.direct_layout,
+                info.cusparselt_version, reps);
+    TRY(s24_context_set_algorithm_search(ctx, 1));
+    Timer timer(ctx);
+    size_t packed_tf = 0, packed_ft = 0;
+    TRY(s24_packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, T, f, &packed_tf));
+    TRY(s24_packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, f, T, &packed_ft));
+    {
+        Buffer x(ctx, T * d * 2), w1(ctx, f * d * 2), w2(ctx, d * f * 2), dz(ctx, T * d * 2), h(ctx, T * f * 2),
+            ht(ctx, f * T * 2), z(ctx, T * d * 2), dx(ctx, T * d * 2), dw1(ctx, f * d * 2), dw2(ctx, d * f * 2),
+            y(ctx, packed_tf), yt(ctx, packed_ft);
+        fill_normal(ctx, x.ptr, T * d, 0.5f, 1.f, 1);
+        fill_normal(ctx, w1.ptr, f * d, 0.f, 0.02f, 2);
+        fill_normal(ctx, w2.ptr, d * f, 0.f, 0.02f, 3);
+        fill_normal(ctx, dz.ptr, T * d, 0.f, 1.f, 4);
+        fill_normal(ctx, h.ptr, T * f, 0.f, 1.f, 5);
+        fill_normal(ctx, ht.ptr, f * T, 0.f, 1.f, 6);
+        TRY(s24_compress24(ctx, S24_BF16, T, f, h.ptr, S24_LAYOUT_CUSPARSELT, y.ptr));
+        TRY(s24_compress24(ctx, S24_BF16, f, T, ht.ptr, S24_LAYOUT_CUSPARSELT, yt.ptr));
+
+        struct Gemm {
+            const char* id;
+            const char* name;
+            int64_t m, n, k;
+            int b_t, c_t;
+            std::function<void()> sparse, dense;
+        };
+        const Gemm gemms[] = {
+            {"z", "Z = Yhat W2^T", T, d, f, 1, 0,
+             [&] { TRY(s24_spmm(ctx, S24_BF16, T, d, f, y.ptr, S24_LAYOUT_CUSPARSELT, w2.ptr, 1, 0, z.ptr)); },
+             [&] { TRY(s24_gemm(ctx, S24_BF16, T, d, f, h.ptr, 0, w2.ptr, 1, z.ptr)); }},
+            {"dx", "dX = dH W1", T, d, f, 0, 0,
+             [&] { TRY(s24_spmm(ctx, S24_BF16, T, d, f, y.ptr, S24_LAYOUT_CUSPARSELT, w1.ptr, 0, 0, dx.ptr)); },
+             [&] { TRY(s24_gemm(ctx, S24_BF16, T, d, f, h.ptr, 0, w1.ptr, 0, dx.ptr)); }},
+            {"dw2", "dW2 = (Yt dZ)^T", f, d, T, 0, 1,
+             [&] { TRY(s24_spmm(ctx, S24_BF16, f, d, T, yt.ptr, S24_LAYOUT_CUSPARSELT, dz.ptr, 0, 1, dw2.ptr)); },
+             [&] { TRY(s24_gemm(ctx, S24_BF16, d, f, T, dz.ptr, 1, h.ptr, 0, dw2.ptr)); }},
+            {"dw1", "dW1 = Ht X", f, d, T, 0, 0,
+             [&] { TRY(s24_spmm(ctx, S24_BF16, f, d, T, yt.ptr, S24_LAYOUT_CUSPARSELT, x.ptr, 0, 0, dw1.ptr)); },
+             [&] { TRY(s24_gemm(ctx, S24_BF16, f, d, T, h.ptr, 1, x.ptr, 0, dw1.ptr)); }},
+        };
+        std::vector<double> in_use(4, NAN), dense(4, NAN);
+        std::vector<std::vector<double>> best(4, std::vector<double>(3, NAN));
+        for (int i = 0; i < 4; ++i) {
+            const Gemm& g = gemms[i];
+            if (!only.empty() && only != g.id) continue;
+            dense[i] = timer.median(g.dense);
+            if (retune) best[i] = tune(ctx, g.name, g.m, g.n, g.k, g.b_t, g.c_t, dense[i]);
+            g.sparse();  // the plan (from the tuning above, the plan cache, or tuned now)
+            TRY(s24_context_synchronize(ctx));
+            in_use[i] = timer.median(g.sparse);
+        }
+        std::printf("summary T=%lld d=%lld f=%lld (s24_spmm with the plan in use vs s24_gemm, same run)\n",
+                    (long long)T, (long long)d, (long long)f);
+        for (size_t i = 0; i < in_use.size(); ++i)
+            std::printf("  %-18s sparse %8.3f ms  dense %8.3f ms  %6.3fx\n", gemms[i].name, in_use[i], dense[i],
+                        dense[i] / in_use[i]);
+        std::printf("  dW2 vs dW1 (plan in use): %.3f vs %.3f ms = %.3f\n", in_use[2], in_use[3], in_use[2] / in_use[3]);
+        if (retune)
+            std::printf("  dW2 best per form: row_c+transpose %.3f, col_c %.3f, structured_b %.3f ms; dW1 best %.3f ms\n",
+                        best[2][0], best[2][1], best[2][2], best[3][0]);
+    }
+    TRY(s24_context_destroy(ctx));
+    return 0;
+}
+
+int run_ffn(int64_t T, int64_t d, int64_t f) {
+    s24_context* ctx = nullptr;
+    TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+    s24_context_info info;
+    TRY(s24_context_get_info(ctx, &info));
+    std::printf("== ffn T=%lld d=%lld f=%lld on %s, bf16, median of %d after %d warm-up\n", (long long)T,
+                (long long)d, (long long)f, info.device_name, reps, kWarmup);
+    Timer a(ctx), b(ctx);
+    s24_event* mid = nullptr;
+    TRY(s24_event_create(ctx, &mid));
+    {
+        Buffer x(ctx, T * d * 2), w1(ctx, f * d * 2), w2(ctx, d * f * 2), dz(ctx, T * d * 2), z(ctx, T * d * 2),
+            dx(ctx, T * d * 2), dw1(ctx, f * d * 2), dw2(ctx, d * f * 2);
+        const float shift = -1.2f * std::sqrt(1.25f * (float)d) * 0.02f / (0.5f * (float)d);
+        fill_normal(ctx, x.ptr, T * d, 0.5f, 1.f, 1);
+        fill_normal(ctx, w1.ptr, f * d, shift, 0.02f, 2);
+        fill_normal(ctx, w2.ptr, d * f, 0.f, 0.02f, 3);
+        fill_normal(ctx, dz.ptr, T * d, 0.f, 1.f, 4);
+
+        s24_ffn_options sparse_opts, dense_opts;
+        s24_ffn_options_default(&sparse_opts);
+        s24_ffn_options_default(&dense_opts);
+        dense_opts.sparse_forward = dense_opts.sparse_backward = 0;
+        const char* labels[3] = {"sparse, side stream", "sparse, one stream", "dense"};
+        s24_ffn* ffn[3] = {nullptr, nullptr, nullptr};
+        s24_saved* saved[3] = {nullptr, nullptr, nullptr};
+        setenv("SPARSE24_SIDE_STREAM", "1", 1);
+        TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &sparse_opts, &ffn[0]));
+        setenv("SPARSE24_SIDE_STREAM", "0", 1);
+        TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &sparse_opts, &ffn[1]));
+        TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &dense_opts, &ffn[2]));
+        unsetenv("SPARSE24_SIDE_STREAM");
+        for (int i = 0; i < 3; ++i) {
+            TRY(s24_ffn_tune(ffn[i]));
+            TRY(s24_saved_create(ffn[i], &saved[i]));
+        }
+        std::vector<std::vector<float>> fwd(3), bwd(3), both(3);
+        // Rounds of (each variant once) so that clocks and temperature drift hit every variant alike.
+        for (int r = -kWarmup; r < reps; ++r)
+            for (int i = 0; i < 3; ++i) {
+                TRY(s24_event_record(a.start));
+                TRY(s24_ffn_forward(ffn[i], x.ptr, w1.ptr, w2.ptr, z.ptr, saved[i]));
+                TRY(s24_event_record(mid));
+                TRY(s24_ffn_backward(ffn[i], saved[i], x.ptr, w1.ptr, w2.ptr, dz.ptr, dx.ptr, dw1.ptr, dw2.ptr));
+                TRY(s24_event_record(a.end));
+                float t1 = 0, t2 = 0, t3 = 0;
+                TRY(s24_event_elapsed_ms(a.start, mid, &t1));
+                TRY(s24_event_elapsed_ms(mid, a.end, &t2));
+                TRY(s24_event_elapsed_ms(a.start, a.end, &t3));
+                if (r < 0) continue;
+                fwd[i].push_back(t1);
+                bwd[i].push_back(t2);
+                both[i].push_back(t3);
+            }
+        auto median = [](std::vector<float> v) {
+            std::sort(v.begin(), v.end());
+            const size_t n = v.size();
+            return n % 2 ? (double)v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + v[n / 2]);
+        };
+        auto spread = [](std::vector<float> v) {
+            std::sort(v.begin(), v.end());
+            return (double)v[v.size() * 9 / 10] - (double)v[v.size() / 10];  // p90 - p10
+        };
+        std::printf("  %-22s %10s %10s %10s %8s %8s %8s %s\n", "variant", "fwd ms", "bwd ms", "both ms", "fwd x",
+                    "bwd x", "both x", "(x: dense / variant; bwd p90-p10 ms)");
+        for (int i = 0; i < 3; ++i)
+            std::printf("  %-22s %10.3f %10.3f %10.3f %7.3fx %7.3fx %7.3fx %.3f\n", labels[i], median(fwd[i]),
+                        median(bwd[i]), median(both[i]), median(fwd[2]) / median(fwd[i]),
+                        median(bwd[2]) / median(bwd[i]), median(both[2]) / median(both[i]), spread(bwd[i]));
+        std::printf("  side stream effect on the backward: %.3f ms (one stream %.3f -> side stream %.3f)\n",
+                    median(bwd[1]) - median(bwd[0]), median(bwd[1]), median(bwd[0]));
+        for (int i = 0; i < 3; ++i) {
+            TRY(s24_saved_destroy(saved[i]));
+            TRY(s24_ffn_destroy(ffn[i]));
+        }
+    }
+    s24_event_destroy(mid);
+    TRY(s24_context_destroy(ctx));
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    bool retune = false;
+    std::vector<std::string> rest;
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--tune") retune = true;
+        else if (args[i] == "--reps" && i + 1 < args.size()) reps = std::max(1, std::atoi(args[++i].c_str()));
+        else if (args[i] == "--only" && i + 1 < args.size()) only = args[++i];
+        else rest.push_back(args[i]);
+    }
+    if (rest.size() == 1 && rest[0] == "clear") {
+        s24_context* ctx = nullptr;
+        TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+        TRY(s24_plan_cache_clear(ctx));
+        TRY(s24_context_destroy(ctx));
+        std::printf("plan cache cleared\n");
+        return 0;
+    }
+    if (rest.size() == 4 && (rest[0] == "gemms" || rest[0] == "ffn")) {
+        const int64_t T = std::atoll(rest[1].c_str()), d = std::atoll(rest[2].c_str()), f = std::atoll(rest[3].c_str());
+        if (T > 0 && d > 0 && f > 0) return rest[0] == "gemms" ? run_gemms(T, d, f, retune) : run_ffn(T, d, f);
+    }
+    std::fprintf(stderr, "usage: %s gemms T d f [--tune] [--reps N] | ffn T d f [--reps N] | clear\n", argv[0]);
+    return 2;
+}

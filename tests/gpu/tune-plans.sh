@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Sparse GEMM plans and FFN scheduling on a GPU host (no JDK needed): s24_plan_tune, steps below.
+#
+#   tests/gpu/tune-plans.sh <results-dir>
+#
+# The programs come from $PLAN_BUILD (default .gpu/plan: bin/s24_plan_tune and lib/libsparse24.so, as
+# built by `cmake --install` of src-native); where they are missing, the script builds src-native there
+# first with CMake + nvcc for sm_90a only, taking cuSPARSELt's and cuBLAS's headers from python3's NVIDIA
+# wheels (site-packages/nvidia/{cusparselt,cu13}/include) and cusparse.h from the CUDA toolkit.
+# cuSPARSELt and cuBLASLt are loaded from the same wheels (as tests/gpu/run.sh does).
+#
+# Steps (each under `timeout`; a failing step does not stop the others), shapes 16384x4096x16384 and
+# 8192x8192x28672, bf16, plan cache in <results-dir>/plan-cache (cleared first):
+#   tune-A  process A: every GEMM (Z, dX, dW2, dW1) tuned, every candidate printed (form, algorithm id,
+#           split-K, validation, median ms), the chosen plan; then each GEMM through s24_spmm with that
+#           plan and the dense cuBLASLt GEMM of the same shape, same run. Writes the plan cache.
+#   use-B   process B: the same GEMMs with the plans read back from the cache (validated, not tuned):
+#           the run-to-run spread with cached plans is A's "plan in use" vs B's.
+#   tune-C  process C (no plan cache): the GEMMs of the first shape tuned again: the spread before
+#           (cusparseLtMatmulSearch's choice in A vs in C, marked "search's choice") and of the tuning.
+#   colc    process D (no plan cache): dW2 with a column-major C allowed as well (SPARSE24_SPMM_FORMS);
+#           alone, because a column-major C once left a sticky fault in the context on an H100.
+#   ffn     FFN forward/backward: sparse with the side stream, sparse on one stream, dense (same run).
+# Prints a summary at the end; full logs in <results-dir>/*.log.
+set -uo pipefail
+if [[ $# -lt 1 ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+mkdir -p "$1" && RES="$(cd "$1" && pwd)" || exit 2
+PLAN_BUILD="${PLAN_BUILD:-$ROOT/.gpu/plan}"
+PY="${PYTHON:-python3}"
+
+NV="$("$PY" -c 'import nvidia, os; print(os.path.realpath(list(nvidia.__path__)[0]))' 2>/dev/null)"
+[[ -n "$NV" ]] || { echo "tune-plans.sh: python3 does not see NVIDIA's wheels (import nvidia)"; exit 1; }
+export SPARSE24_CUSPARSELT_PATH="$NV/cusparselt/lib" SPARSE24_CUBLASLT_PATH="$NV/cu13/lib"
+export LD_LIBRARY_PATH="$NV/cusparselt/lib:$NV/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+if [[ ! -x "$PLAN_BUILD/bin/s24_plan_tune" ]]; then
+    echo "tune-plans.sh: building src-native (sm_90a) into $PLAN_BUILD"
+    HDR="$RES/nvidia-include"
+    mkdir -p "$HDR"
+    cp "$NV"/cusparselt/include/*.h "$NV"/cu13/include/cublas*.h "$HDR"/ 2>/dev/null
+    CUDA_INC="$(dirname "$(dirname "$(command -v nvcc)")")/include"
+    [[ -f "$HDR/cusparse.h" ]] || cp "$CUDA_INC"/cusparse*.h "$HDR"/ 2>/dev/null || cp "$NV"/cu13/include/cusparse*.h "$HDR"/
+    { cmake -S "$ROOT/src-native" -B "$PLAN_BUILD/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PLAN_BUILD" \
+          -DS24_NVIDIA_INCLUDE="$HDR" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+          "-DS24_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a" &&
+      cmake --build "$PLAN_BUILD/build" -j "$(nproc)" --target s24_plan_tune &&
+      cmake --install "$PLAN_BUILD/build"; } > "$RES/build.log" 2>&1 \
+        || { tail -40 "$RES/build.log"; echo "tune-plans.sh: build failed"; exit 1; }
+fi
+TOOL="$PLAN_BUILD/bin/s24_plan_tune"
+export LD_LIBRARY_PATH="$PLAN_BUILD/lib:$LD_LIBRARY_PATH"
+export SPARSE24_CACHE_DIR="$RES/plan-cache"
+
+{
+    echo "# $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,uuid --format=csv,noheader 2>/dev/null)"
+    echo "# cuSPARSELt $SPARSE24_CUSPARSELT_PATH; tool $TOOL"
+} | tee "$RES/summary.txt"
+
+step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...
+    local name="$1" limit="$2"; shift 2
+    local envs=()
+    while [[ "$1" != -- ]]; do envs+=("$1"); shift; done
+    shift
+    local t0=$SECONDS
+    env ${envs[@]+"${envs[@]}"} timeout "$limit" "$TOOL" "$@" > "$RES/$name.log" 2>&1
+    local rc=$?
+    echo "$name rc=$rc $((SECONDS - t0))s: $*" | tee -a "$RES/summary.txt"
+}
+
+S1="16384 4096 16384"; S2="8192 8192 28672"
+step clear 60 -- clear
+step tune-A1 240 -- gemms $S1 --tune
+step tune-A2 240 -- gemms $S2 --tune
+step use-B1 120 -- gemms $S1
+step use-B2 120 -- gemms $S2
+step tune-C1 240 SPARSE24_PLAN_CACHE=0 -- gemms $S1 --tune
+step colc 120 SPARSE24_PLAN_CACHE=0 SPARSE24_SPMM_FORMS=row_c,col_c,structured_b -- gemms $S1 --tune --only dw2
+step ffn1 180 -- ffn $S1
+step ffn2 180 -- ffn $S2
+
+echo
+echo "==== plan cache ($SPARSE24_CACHE_DIR)"; cat "$SPARSE24_CACHE_DIR"/plans/*.txt 2>/dev/null
+for f in tune-A1 tune-A2 tune-C1 colc; do
+    echo "==== $f: chosen plans, search's choice, dW2 forms"
+    grep -E "^tune |chosen|search's choice|best per form|FAIL" "$RES/$f.log"
+done
+for f in tune-A1 use-B1 tune-C1 tune-A2 use-B2 ffn1 ffn2; do
+    echo "==== $f"
+    sed -n '/^summary\|^== ffn/,$p' "$RES/$f.log" | grep -v "^tune \|^  form\|^  row_c\|^  col_c\|^  structured_b"
+    grep -E "FAIL" "$RES/$f.log"
+done
+echo "==== steps"; grep " rc=" "$RES/summary.txt"
