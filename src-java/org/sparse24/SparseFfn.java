@@ -50,6 +50,7 @@ public final class SparseFfn extends Resource {
                     "dFf must be a positive multiple of 4 (2:4 works on groups of 4 features), got " + dFf);
         }
         Args.notNull(dtype, "dtype");
+        DType.requireFloating(dtype, "dtype");
         if (dtype == DType.FP32 && context.backend() != Backend.CPU) {
             throw new IllegalArgumentException("dtype FP32 is supported on the CPU backend only; use BF16 or FP16 on "
                     + context.backend());
