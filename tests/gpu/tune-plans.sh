@@ -10,7 +10,9 @@
 # cuSPARSELt and cuBLASLt are loaded from the same wheels (as tests/gpu/run.sh does).
 #
 # Steps (each under `timeout`; a failing step does not stop the others), shapes 16384x4096x16384 and
-# 8192x8192x28672, bf16, plan cache in <results-dir>/plan-cache (cleared first):
+# 8192x8192x28672, bf16, plan cache in <results-dir>/plan-cache (cleared first); about 2-3 minutes:
+#   structb process 0 (no plan cache): dW2 tuned with the structured operand as B, alone (if it fails,
+#           the later steps leave that form out).
 #   tune-A  process A: every GEMM (Z, dX, dW2, dW1) tuned, every candidate printed (form, algorithm id,
 #           split-K, validation, median ms), the chosen plan; then each GEMM through s24_spmm with that
 #           plan and the dense cuBLASLt GEMM of the same shape, same run. Writes the plan cache.
@@ -70,6 +72,13 @@ step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...
 
 S1="16384 4096 16384"; S2="8192 8192 28672"
 step clear 60 -- clear
+# dW2 with the structured operand as cuSPARSELt's B (a default form) first, alone: if it faults, the later
+# steps run without it (SPARSE24_SPMM_FORMS=row_c), and the summary says so.
+step structb 120 SPARSE24_PLAN_CACHE=0 SPARSE24_SPMM_FORMS=row_c,structured_b -- gemms $S1 --tune --only dw2
+if ! grep -q "^structb rc=0 " "$RES/summary.txt"; then
+    export SPARSE24_SPMM_FORMS=row_c
+    echo "structured_b FAILED: later steps run with SPARSE24_SPMM_FORMS=row_c" | tee -a "$RES/summary.txt"
+fi
 step tune-A1 240 -- gemms $S1 --tune
 step tune-A2 240 -- gemms $S2 --tune
 step use-B1 120 -- gemms $S1
@@ -81,7 +90,7 @@ step ffn2 180 -- ffn $S2
 
 echo
 echo "==== plan cache ($SPARSE24_CACHE_DIR)"; cat "$SPARSE24_CACHE_DIR"/plans/*.txt 2>/dev/null
-for f in tune-A1 tune-A2 tune-C1 colc; do
+for f in structb tune-A1 tune-A2 tune-C1 colc; do
     echo "==== $f: chosen plans, search's choice, dW2 forms"
     grep -E "^tune |chosen|search's choice|best per form|FAIL" "$RES/$f.log"
 done
