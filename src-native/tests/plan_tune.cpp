@@ -8,11 +8,16 @@
 //   s24_plan_tune ffn T d f [--reps N]
 //       FFN forward, backward and both: sparse with the side stream, sparse without it
 //       (SPARSE24_SIDE_STREAM=0), and dense, interleaved rounds in one run (plans prepared by s24_ffn_tune).
+//   s24_plan_tune graph T d f [--reps N]
+//       the sparse FFN's steady-state forward + backward issued call by call vs captured once into a CUDA graph
+//       and replayed (on a stream of our own; the replay repeats the captured step's token permutation).
 //   s24_plan_tune clear
 //       deletes the plan cache file.
 // bf16; CUDA events, median of N runs (default 20) after 5 warm-up runs; random inputs (never zeros).
 // Exit status 0 only if every call succeeded.
 #include "sparse24.h"
+
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
@@ -282,6 +287,74 @@ int run_ffn(int64_t T, int64_t d, int64_t f) {
     return 0;
 }
 
+int run_graph(int64_t T, int64_t d, int64_t f) {
+    s24_context* ctx = nullptr;
+    TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+    cudaStream_t stream = nullptr;
+    if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
+        std::fprintf(stderr, "FAIL cudaStreamCreateWithFlags\n");
+        return 1;
+    }
+    TRY(s24_context_set_stream(ctx, stream));
+    std::printf("== graph T=%lld d=%lld f=%lld, bf16, median of %d\n", (long long)T, (long long)d, (long long)f, reps);
+    int rc = 0;
+    {
+        Buffer x(ctx, T * d * 2), w1(ctx, f * d * 2), w2(ctx, d * f * 2), dz(ctx, T * d * 2), z(ctx, T * d * 2),
+            dx(ctx, T * d * 2), dw1(ctx, f * d * 2), dw2(ctx, d * f * 2);
+        const float shift = -1.2f * std::sqrt(1.25f * (float)d) * 0.02f / (0.5f * (float)d);
+        fill_normal(ctx, x.ptr, T * d, 0.5f, 1.f, 1);
+        fill_normal(ctx, w1.ptr, f * d, shift, 0.02f, 2);
+        fill_normal(ctx, w2.ptr, d * f, 0.f, 0.02f, 3);
+        fill_normal(ctx, dz.ptr, T * d, 0.f, 1.f, 4);
+        s24_ffn_options opts;
+        s24_ffn_options_default(&opts);
+        s24_ffn* ffn = nullptr;
+        s24_saved* saved = nullptr;
+        TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &opts, &ffn));
+        TRY(s24_ffn_tune(ffn));
+        TRY(s24_saved_create(ffn, &saved));
+        auto step = [&] {
+            TRY(s24_ffn_forward(ffn, x.ptr, w1.ptr, w2.ptr, z.ptr, saved));
+            TRY(s24_ffn_backward(ffn, saved, x.ptr, w1.ptr, w2.ptr, dz.ptr, dx.ptr, dw1.ptr, dw2.ptr));
+        };
+        Timer timer(ctx);
+        const double direct = timer.median(step);  // warms up every buffer and plan as well
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        cudaError_t err = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+        if (err == cudaSuccess) {
+            step();
+            err = cudaStreamEndCapture(stream, &graph);
+        }
+        if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
+        if (err != cudaSuccess) {
+            std::printf("  capture failed: %s: %s\n", cudaGetErrorName(err), cudaGetErrorString(err));
+            (void)cudaGetLastError();
+            rc = 1;
+        } else {
+            size_t nodes = 0;
+            (void)cudaGraphGetNodes(graph, nullptr, &nodes);
+            const double replay = timer.median([&] {
+                if (cudaGraphLaunch(exec, stream) != cudaSuccess) {
+                    std::fprintf(stderr, "FAIL cudaGraphLaunch\n");
+                    std::exit(1);
+                }
+            });
+            std::printf("  forward + backward: call by call %.3f ms, CUDA graph replay %.3f ms (%zu nodes): %+.3f ms\n",
+                        direct, replay, nodes, replay - direct);
+            (void)cudaGraphExecDestroy(exec);
+            (void)cudaGraphDestroy(graph);
+        }
+        TRY(s24_context_synchronize(ctx));
+        TRY(s24_saved_destroy(saved));
+        TRY(s24_ffn_destroy(ffn));
+    }
+    TRY(s24_context_set_stream(ctx, nullptr));
+    TRY(s24_context_destroy(ctx));
+    (void)cudaStreamDestroy(stream);
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,10 +375,12 @@ int main(int argc, char** argv) {
         std::printf("plan cache cleared\n");
         return 0;
     }
-    if (rest.size() == 4 && (rest[0] == "gemms" || rest[0] == "ffn")) {
+    if (rest.size() == 4 && (rest[0] == "gemms" || rest[0] == "ffn" || rest[0] == "graph")) {
         const int64_t T = std::atoll(rest[1].c_str()), d = std::atoll(rest[2].c_str()), f = std::atoll(rest[3].c_str());
-        if (T > 0 && d > 0 && f > 0) return rest[0] == "gemms" ? run_gemms(T, d, f, retune) : run_ffn(T, d, f);
+        if (T > 0 && d > 0 && f > 0)
+            return rest[0] == "gemms" ? run_gemms(T, d, f, retune) : rest[0] == "ffn" ? run_ffn(T, d, f) : run_graph(T, d, f);
     }
-    std::fprintf(stderr, "usage: %s gemms T d f [--tune] [--reps N] | ffn T d f [--reps N] | clear\n", argv[0]);
+    std::fprintf(stderr, "usage: %s gemms T d f [--tune] [--reps N] [--only z|dx|dw2|dw1] | ffn T d f [--reps N] | "
+                 "graph T d f [--reps N] | clear\n", argv[0]);
     return 2;
 }

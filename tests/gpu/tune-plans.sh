@@ -23,6 +23,7 @@
 #   colc    process D (no plan cache): dW2 with a column-major C allowed as well (SPARSE24_SPMM_FORMS);
 #           alone, because a column-major C once left a sticky fault in the context on an H100.
 #   ffn     FFN forward/backward: sparse with the side stream, sparse on one stream, dense (same run).
+#   graph   the sparse FFN's forward + backward call by call vs captured into a CUDA graph and replayed.
 # Prints a summary at the end; full logs in <results-dir>/*.log.
 set -uo pipefail
 if [[ $# -lt 1 ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
@@ -87,6 +88,8 @@ step tune-C1 240 SPARSE24_PLAN_CACHE=0 -- gemms $S1 --tune
 step colc 120 SPARSE24_PLAN_CACHE=0 SPARSE24_SPMM_FORMS=row_c,col_c,structured_b -- gemms $S1 --tune --only dw2
 step ffn1 180 -- ffn $S1
 step ffn2 180 -- ffn $S2
+step graph1 120 -- graph $S1
+step graph2 120 -- graph $S2
 
 echo
 echo "==== plan cache ($SPARSE24_CACHE_DIR)"; cat "$SPARSE24_CACHE_DIR"/plans/*.txt 2>/dev/null
@@ -94,9 +97,9 @@ for f in structb tune-A1 tune-A2 tune-C1 colc; do
     echo "==== $f: chosen plans, search's choice, dW2 forms"
     grep -E "^tune |chosen|search's choice|best per form|FAIL" "$RES/$f.log"
 done
-for f in tune-A1 use-B1 tune-C1 tune-A2 use-B2 ffn1 ffn2; do
+for f in tune-A1 use-B1 tune-C1 tune-A2 use-B2 ffn1 ffn2 graph1 graph2; do
     echo "==== $f"
-    sed -n '/^summary\|^== ffn/,$p' "$RES/$f.log" | grep -v "^tune \|^  form\|^  row_c\|^  col_c\|^  structured_b"
+    sed -n '/^summary\|^== ffn\|^== graph/,$p' "$RES/$f.log" | grep -v "^tune \|^  form\|^  row_c\|^  col_c\|^  structured_b"
     grep -E "FAIL" "$RES/$f.log"
 done
 echo "==== steps"; grep " rc=" "$RES/summary.txt"
