@@ -143,9 +143,16 @@ struct Operands {
         return plan.direct ? a_ours.get(0, s) : theirs;
     }
 
-    // c into `out` (and, for a ROW_C plan of a c_transposed request, its transpose into `transposed`).
+    // c into `out` (and, for a ROW_C plan of a c_transposed request, its transpose into `transposed`), with
+    // the work spmm adds around the matmul: where the plan cannot read our packing, the re-pack (decompress
+    // our packing, compress with cuSPARSELt; a is exactly 2:4, so this rewrites the same values).
     void run(TuneContext& ctx, const SparseLt::Plan& plan, const void* a) {
         const cudaStream_t s = ctx.stream;
+        if (!plan.direct && ctx.direct_layout) {
+            launch_decompress24((s24_dtype)request.dtype, request.m, request.k, a_ours.get(0, s), S24_LAYOUT_CUSPARSELT,
+                                a_dense.get(0, s), s);
+            ctx.lt.compress(plan, a_dense.get(0, s), a_theirs.get(0, s), compress_buffer.get(0, s), s);
+        }
         ctx.lt.matmul(plan, a, b.get(0, s), out.get(0, s), ctx.lt_workspace.get(plan.workspace_bytes, s), s);
         if (request.c_transposed && plan.key.form == SpmmForm::ROW_C)
             launch_transpose((s24_dtype)request.dtype, request.m, request.n, out.get(0, s),
