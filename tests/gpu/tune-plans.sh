@@ -24,7 +24,8 @@
 #           alone, because a column-major C once left a sticky fault in the context on an H100.
 #   ffn     FFN forward/backward: sparse with the side stream, sparse on one stream, dense (same run).
 #   graph   the sparse FFN's forward + backward call by call vs captured into a CUDA graph and replayed.
-# Prints a summary at the end; full logs in <results-dir>/*.log.
+# STEPS (comma-separated step names, default all) runs a subset. Prints a summary at the end; full logs in
+# <results-dir>/*.log.
 set -uo pipefail
 if [[ $# -lt 1 ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -60,8 +61,10 @@ export SPARSE24_CACHE_DIR="$RES/plan-cache"
     echo "# cuSPARSELt $SPARSE24_CUSPARSELT_PATH; tool $TOOL"
 } | tee "$RES/summary.txt"
 
-step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...
+STEPS="${STEPS:-clear,structb,tune-A1,tune-A2,use-B1,use-B2,tune-C1,colc,ffn1,ffn2,graph1,graph2}"
+step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...   (skipped unless NAME is in $STEPS)
     local name="$1" limit="$2"; shift 2
+    case ",$STEPS," in *",$name,"*) ;; *) return 0 ;; esac
     local envs=()
     while [[ "$1" != -- ]]; do envs+=("$1"); shift; done
     shift
@@ -76,7 +79,7 @@ step clear 60 -- clear
 # dW2 with the structured operand as cuSPARSELt's B (a default form) first, alone: if it faults, the later
 # steps run without it (SPARSE24_SPMM_FORMS=row_c), and the summary says so.
 step structb 120 SPARSE24_PLAN_CACHE=0 SPARSE24_SPMM_FORMS=row_c,structured_b -- gemms $S1 --tune --only dw2
-if ! grep -q "^structb rc=0 " "$RES/summary.txt"; then
+if [[ ",$STEPS," == *",structb,"* ]] && ! grep -q "^structb rc=0 " "$RES/summary.txt"; then
     export SPARSE24_SPMM_FORMS=row_c
     echo "structured_b FAILED: later steps run with SPARSE24_SPMM_FORMS=row_c" | tee -a "$RES/summary.txt"
 fi
@@ -94,10 +97,12 @@ step graph2 120 -- graph $S2
 echo
 echo "==== plan cache ($SPARSE24_CACHE_DIR)"; cat "$SPARSE24_CACHE_DIR"/plans/*.txt 2>/dev/null
 for f in structb tune-A1 tune-A2 tune-C1 colc; do
+    [[ -f "$RES/$f.log" ]] || continue
     echo "==== $f: chosen plans, search's choice, dW2 forms"
-    grep -E "^tune |chosen|search's choice|best per form|FAIL" "$RES/$f.log"
+    grep -E "^tune |chosen|search's choice|best per form|FAIL" "$RES/$f.log" 2>/dev/null
 done
 for f in tune-A1 use-B1 tune-C1 tune-A2 use-B2 ffn1 ffn2 graph1 graph2; do
+    [[ -f "$RES/$f.log" ]] || continue
     echo "==== $f"
     sed -n '/^summary\|^== ffn\|^== graph/,$p' "$RES/$f.log" | grep -v "^tune \|^  form\|^  row_c\|^  col_c\|^  structured_b"
     grep -E "FAIL" "$RES/$f.log"
