@@ -2,12 +2,14 @@
 # Sparse GEMM plans and FFN scheduling on a GPU host (no JDK needed): s24_plan_tune, steps below.
 #
 #   tests/gpu/tune-plans.sh <results-dir>
+#   tests/gpu/tune-plans.sh --build-only      (on a build machine: fills $PLAN_BUILD, to be copied along)
 #
-# The programs come from $PLAN_BUILD (default .gpu/plan: bin/s24_plan_tune and lib/libsparse24.so, as
-# built by `cmake --install` of src-native); where they are missing, the script builds src-native there
-# first with CMake + nvcc for sm_90a only, taking cuSPARSELt's and cuBLAS's headers from python3's NVIDIA
-# wheels (site-packages/nvidia/{cusparselt,cu13}/include) and cusparse.h from the CUDA toolkit.
-# cuSPARSELt and cuBLASLt are loaded from the same wheels (as tests/gpu/run.sh does).
+# The programs come from $PLAN_BUILD (default .gpu/plan, ignored by git: bin/s24_plan_tune and
+# lib/libsparse24.so, as `cmake --install` of src-native puts them); where they are missing, the script
+# builds src-native there first with CMake + nvcc for sm_90a only (a few minutes), taking the cuSPARSELt,
+# cuBLAS and cuSPARSE headers from $S24_NVIDIA_INCLUDE, else ~/.cache/sparse24/nvidia-include (what
+# cppbuild.sh fetched), else python3's NVIDIA wheels (site-packages/nvidia/{cusparselt,cu13}/include) and the
+# CUDA toolkit. cuSPARSELt and cuBLASLt are loaded from python3's NVIDIA wheels (as tests/gpu/run.sh does).
 #
 # Steps (each under `timeout`; a failing step does not stop the others), shapes 16384x4096x16384 and
 # 8192x8192x28672, bf16, plan cache in <results-dir>/plan-cache (cleared first); about 2-3 minutes:
@@ -29,29 +31,35 @@
 set -uo pipefail
 if [[ $# -lt 1 ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-mkdir -p "$1" && RES="$(cd "$1" && pwd)" || exit 2
 PLAN_BUILD="${PLAN_BUILD:-$ROOT/.gpu/plan}"
 PY="${PYTHON:-python3}"
-
+BUILD_ONLY=0
+if [[ "$1" == --build-only ]]; then BUILD_ONLY=1; RES="$PLAN_BUILD"; mkdir -p "$RES"
+else mkdir -p "$1" && RES="$(cd "$1" && pwd)" || exit 2; fi
 NV="$("$PY" -c 'import nvidia, os; print(os.path.realpath(list(nvidia.__path__)[0]))' 2>/dev/null)"
-[[ -n "$NV" ]] || { echo "tune-plans.sh: python3 does not see NVIDIA's wheels (import nvidia)"; exit 1; }
-export SPARSE24_CUSPARSELT_PATH="$NV/cusparselt/lib" SPARSE24_CUBLASLT_PATH="$NV/cu13/lib"
-export LD_LIBRARY_PATH="$NV/cusparselt/lib:$NV/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-if [[ ! -x "$PLAN_BUILD/bin/s24_plan_tune" ]]; then
+if [[ "$BUILD_ONLY" == 1 || ! -x "$PLAN_BUILD/bin/s24_plan_tune" ]]; then
     echo "tune-plans.sh: building src-native (sm_90a) into $PLAN_BUILD"
-    HDR="$RES/nvidia-include"
-    mkdir -p "$HDR"
-    cp "$NV"/cusparselt/include/*.h "$NV"/cu13/include/cublas*.h "$HDR"/ 2>/dev/null
-    CUDA_INC="$(dirname "$(dirname "$(command -v nvcc)")")/include"
-    [[ -f "$HDR/cusparse.h" ]] || cp "$CUDA_INC"/cusparse*.h "$HDR"/ 2>/dev/null || cp "$NV"/cu13/include/cusparse*.h "$HDR"/
+    HDR="${S24_NVIDIA_INCLUDE:-$HOME/.cache/sparse24/nvidia-include}"
+    if [[ ! -f "$HDR/cusparseLt.h" ]]; then
+        [[ -n "$NV" ]] || { echo "tune-plans.sh: no cuSPARSELt headers (S24_NVIDIA_INCLUDE, python3's nvidia wheels)"; exit 1; }
+        HDR="$RES/nvidia-include"
+        mkdir -p "$HDR"
+        cp "$NV"/cusparselt/include/*.h "$NV"/cu13/include/cublas*.h "$HDR"/ 2>/dev/null
+        CUDA_INC="$(dirname "$(dirname "$(command -v nvcc)")")/include"
+        [[ -f "$HDR/cusparse.h" ]] || cp "$CUDA_INC"/cusparse*.h "$HDR"/ 2>/dev/null || cp "$NV"/cu13/include/cusparse*.h "$HDR"/
+    fi
     { cmake -S "$ROOT/src-native" -B "$PLAN_BUILD/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PLAN_BUILD" \
           -DS24_NVIDIA_INCLUDE="$HDR" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
           "-DS24_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a" &&
-      cmake --build "$PLAN_BUILD/build" -j "$(nproc)" --target s24_plan_tune &&
+      cmake --build "$PLAN_BUILD/build" -j "$(nproc)" &&
       cmake --install "$PLAN_BUILD/build"; } > "$RES/build.log" 2>&1 \
         || { tail -40 "$RES/build.log"; echo "tune-plans.sh: build failed"; exit 1; }
+    [[ "$BUILD_ONLY" == 1 ]] && { echo "tune-plans.sh: built $PLAN_BUILD/bin/s24_plan_tune"; exit 0; }
 fi
+[[ -n "$NV" ]] || { echo "tune-plans.sh: python3 does not see NVIDIA's wheels (import nvidia)"; exit 1; }
+export SPARSE24_CUSPARSELT_PATH="$NV/cusparselt/lib" SPARSE24_CUBLASLT_PATH="$NV/cu13/lib"
+export LD_LIBRARY_PATH="$NV/cusparselt/lib:$NV/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 TOOL="$PLAN_BUILD/bin/s24_plan_tune"
 export LD_LIBRARY_PATH="$PLAN_BUILD/lib:$LD_LIBRARY_PATH"
 export SPARSE24_CACHE_DIR="$RES/plan-cache"
