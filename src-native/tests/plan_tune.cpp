@@ -13,6 +13,10 @@
 //       and replayed (on a stream of our own; the replay repeats the captured step's token permutation).
 //   s24_plan_tune clear
 //       deletes the plan cache file.
+//   s24_plan_tune cachecheck
+//       the plan cache file in a fresh directory: written by a tuned s24_spmm, read back by a new context;
+//       a damaged file (garbage, a truncated line, an algorithm id that does not exist) costs a tuning run and
+//       is rewritten, results stay right; s24_plan_cache_clear deletes it. Prints PASS/FAIL lines.
 // bf16; CUDA events, median of N runs (default 20) after 5 warm-up runs; random inputs (never zeros).
 // Exit status 0 only if every call succeeded.
 #include "sparse24.h"
@@ -25,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -355,6 +360,120 @@ int run_graph(int64_t T, int64_t d, int64_t f) {
     return rc;
 }
 
+// ---- cachecheck -------------------------------------------------------------------------------------------
+
+int check_failures = 0;
+
+void expect(bool ok, const std::string& what) {
+    std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+    if (!ok) ++check_failures;
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+    std::vector<std::string> out;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+}
+
+// One tuned s24_spmm (bf16, a [m, k] packed, c transposed or not) against s24_gemm of the unpacked a; returns
+// max |sparse - dense| / max |dense| (infinity on a NaN).
+double spmm_error(s24_context* ctx, int64_t m, int64_t n, int64_t k, int c_t) {
+    size_t packed = 0;
+    TRY(s24_packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, m, k, &packed));
+    Buffer a(ctx, m * k * 2), ap(ctx, packed), ad(ctx, m * k * 2), b(ctx, k * n * 2), c(ctx, m * n * 2),
+        ref(ctx, m * n * 2);
+    fill_normal(ctx, a.ptr, m * k, 0.f, 1.f, 7);
+    fill_normal(ctx, b.ptr, k * n, 0.f, 1.f, 8);
+    TRY(s24_compress24(ctx, S24_BF16, m, k, a.ptr, S24_LAYOUT_CUSPARSELT, ap.ptr));
+    TRY(s24_decompress24(ctx, S24_BF16, m, k, ap.ptr, S24_LAYOUT_CUSPARSELT, ad.ptr));
+    TRY(s24_memset(ctx, c.ptr, 0xff, m * n * 2));
+    TRY(s24_spmm(ctx, S24_BF16, m, n, k, ap.ptr, S24_LAYOUT_CUSPARSELT, b.ptr, 0, c_t, c.ptr));
+    if (c_t) TRY(s24_gemm(ctx, S24_BF16, n, m, k, b.ptr, 1, ad.ptr, 1, ref.ptr));  // c^T = b^T a^T
+    else TRY(s24_gemm(ctx, S24_BF16, m, n, k, ad.ptr, 0, b.ptr, 0, ref.ptr));
+    std::vector<uint16_t> got(m * n), want(m * n);
+    TRY(s24_memcpy(ctx, got.data(), c.ptr, m * n * 2, S24_COPY_CONTEXT_TO_HOST));
+    TRY(s24_memcpy(ctx, want.data(), ref.ptr, m * n * 2, S24_COPY_CONTEXT_TO_HOST));
+    auto value = [](uint16_t h) {
+        const uint32_t u = (uint32_t)h << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    };
+    double max_diff = 0, max_ref = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        const double g = value(got[i]), w = value(want[i]);
+        if (!std::isfinite(g)) return INFINITY;
+        max_diff = std::max(max_diff, std::fabs(g - w));
+        max_ref = std::max(max_ref, std::fabs(w));
+    }
+    return max_diff / std::max(max_ref, 1e-30);
+}
+
+int run_cachecheck() {
+    char dir[] = "/tmp/s24-plan-cache-XXXXXX";
+    if (mkdtemp(dir) == nullptr) {
+        std::fprintf(stderr, "FAIL mkdtemp\n");
+        return 1;
+    }
+    setenv("SPARSE24_CACHE_DIR", dir, 1);
+    unsetenv("SPARSE24_PLAN_CACHE");
+    const std::string path = std::string(dir) + "/plans/cusparselt-plans.txt";
+    const int64_t m = 256, n = 128, k = 512;
+    auto session = [&](const char* what) {
+        s24_context* ctx = nullptr;
+        TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+        TRY(s24_context_set_algorithm_search(ctx, 1));
+        const double e0 = spmm_error(ctx, m, n, k, 0), e1 = spmm_error(ctx, m, n, k, 1);
+        char text[160];
+        std::snprintf(text, sizeof text, "%s: tuned spmm agrees with the dense product (errors %.2g, %.2g)", what, e0, e1);
+        expect(e0 <= 1e-2 && e1 <= 1e-2, text);
+        TRY(s24_context_destroy(ctx));
+    };
+    auto entries = [&] {
+        int n_ok = 0;
+        for (const std::string& line : lines_of(path))
+            if (line.find(" 256 128 512 0 0 -> ") != std::string::npos || line.find(" 256 128 512 0 1 -> ") != std::string::npos)
+                ++n_ok;
+        return n_ok;
+    };
+    session("first context");
+    expect(entries() == 2, "the plan cache has one line for each of the two GEMMs: " + path);
+    for (const std::string& line : lines_of(path)) std::printf("  %s\n", line.c_str());
+    session("second context (plans read back)");
+    expect(entries() == 2, "still one line each");
+
+    // Damage: garbage, a truncated line, and the two requests pointing at an algorithm id that does not exist.
+    std::vector<std::string> damaged = {"garbage without an arrow", "a b c -> row_c 1 2"};
+    for (std::string line : lines_of(path)) {
+        const size_t arrow = line.find(" -> ");
+        if (arrow == std::string::npos) continue;
+        const std::string form = line.substr(arrow + 4, line.find(' ', arrow + 4) - arrow - 4);
+        damaged.push_back(line.substr(0, arrow) + " -> " + form + " 99999 0 0 0 0.001");
+    }
+    {
+        std::ofstream out(path, std::ios::trunc);
+        for (const std::string& line : damaged) out << line << "\n";
+    }
+    session("third context (damaged cache)");
+    int bogus = 0, garbage = 0;
+    for (const std::string& line : lines_of(path)) {
+        if (line.find(" 99999 ") != std::string::npos) ++bogus;
+        if (line.find("garbage") != std::string::npos || line.find("a b c") == 0) ++garbage;
+    }
+    expect(entries() == 2 && bogus == 0 && garbage == 0,
+           "the damaged file was rewritten: valid lines for both GEMMs, no bogus algorithm, no garbage");
+    {
+        s24_context* ctx = nullptr;
+        TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
+        TRY(s24_plan_cache_clear(ctx));
+        TRY(s24_context_destroy(ctx));
+    }
+    expect(!std::ifstream(path).good(), "s24_plan_cache_clear deleted the file");
+    std::printf("%s: %d failed\n", check_failures ? "FAIL" : "PASS", check_failures);
+    return check_failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -367,6 +486,7 @@ int main(int argc, char** argv) {
         else if (args[i] == "--only" && i + 1 < args.size()) only = args[++i];
         else rest.push_back(args[i]);
     }
+    if (rest.size() == 1 && rest[0] == "cachecheck") return run_cachecheck();
     if (rest.size() == 1 && rest[0] == "clear") {
         s24_context* ctx = nullptr;
         TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
@@ -381,6 +501,6 @@ int main(int argc, char** argv) {
             return rest[0] == "gemms" ? run_gemms(T, d, f, retune) : rest[0] == "ffn" ? run_ffn(T, d, f) : run_graph(T, d, f);
     }
     std::fprintf(stderr, "usage: %s gemms T d f [--tune] [--reps N] [--only z|dx|dw2|dw1] | ffn T d f [--reps N] | "
-                 "graph T d f [--reps N] | clear\n", argv[0]);
+                 "graph T d f [--reps N] | clear | cachecheck\n", argv[0]);
     return 2;
 }

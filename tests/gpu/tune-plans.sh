@@ -13,6 +13,7 @@
 #
 # Steps (each under `timeout`; a failing step does not stop the others), shapes 16384x4096x16384 and
 # 8192x8192x28672, bf16, plan cache in <results-dir>/plan-cache (cleared first); about 2-3 minutes:
+#   cachecheck  the plan cache file: written, read back, a damaged file rewritten, cleared (its own directory).
 #   structb process 0 (no plan cache): dW2 tuned with the structured operand as B, alone (if it fails,
 #           the later steps leave that form out).
 #   tune-A  process A: every GEMM (Z, dX, dW2, dW1) tuned, every candidate printed (form, algorithm id,
@@ -69,7 +70,7 @@ export SPARSE24_CACHE_DIR="$RES/plan-cache"
     echo "# cuSPARSELt $SPARSE24_CUSPARSELT_PATH; tool $TOOL"
 } | tee "$RES/summary.txt"
 
-STEPS="${STEPS:-clear,structb,tune-A1,tune-A2,use-B1,use-B2,tune-C1,colc,ffn1,ffn2,graph1,graph2}"
+STEPS="${STEPS:-cachecheck,clear,structb,tune-A1,tune-A2,use-B1,use-B2,tune-C1,colc,ffn1,ffn2,graph1,graph2}"
 step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...   (skipped unless NAME is in $STEPS)
     local name="$1" limit="$2"; shift 2
     case ",$STEPS," in *",$name,"*) ;; *) return 0 ;; esac
@@ -83,6 +84,7 @@ step() {  # step NAME LIMIT [ENV=VALUE...] -- ARGS...   (skipped unless NAME is 
 }
 
 S1="16384 4096 16384"; S2="8192 8192 28672"
+step cachecheck 120 -- cachecheck
 step clear 60 -- clear
 # dW2 with the structured operand as cuSPARSELt's B (a default form) first, alone: if it faults, the later
 # steps run without it (SPARSE24_SPMM_FORMS=row_c), and the summary says so.
@@ -115,4 +117,5 @@ for f in tune-A1 use-B1 tune-C1 tune-A2 use-B2 ffn1 ffn2 graph1 graph2; do
     sed -n '/^summary\|^== ffn\|^== graph/,$p' "$RES/$f.log" | grep -v "^tune \|^  form\|^  row_c\|^  col_c\|^  structured_b"
     grep -E "FAIL" "$RES/$f.log"
 done
+echo "==== cachecheck"; grep -E "^PASS|^FAIL" "$RES/cachecheck.log" 2>/dev/null
 echo "==== steps"; grep " rc=" "$RES/summary.txt"

@@ -589,7 +589,7 @@ std::unique_ptr<SparseLt::Plan> CudaBackend::stored_plan(const SpmmRequest& requ
         std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(
             SpmmKey{request.dtype, request.m, request.n, request.k, request.b_transposed, choice.form}, choice.config);
         TuneContext ctx = tune_context();
-        if (validate_plan(ctx, *plan) <= kPlanTolerance) return plan;
+        if (choice.config.id <= sparse_->max_alg_id(*plan) && validate_plan(ctx, *plan) <= kPlanTolerance) return plan;
     } catch (const Error&) {
         (void)cudaGetLastError();
     }
