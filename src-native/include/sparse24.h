@@ -139,9 +139,11 @@ s24_status s24_context_set_algorithm_search(s24_context* ctx, int32_t on);
  * A corrupt or stale file costs a tuning run, never a wrong result. */
 typedef enum s24_plan_form {
     S24_PLAN_ROW_C = 0,        /* c [m, n] row-major (c_transposed: then transposed by a kernel)      */
-    S24_PLAN_COL_C = 1,        /* c_transposed only: cuSPARSELt writes a column-major C (only tuned when
+    S24_PLAN_COL_C = 1,        /* c_transposed only: cuSPARSELt writes a column-major C (tuned only when
                                   SPARSE24_SPMM_FORMS names col_c: it faulted once on an H100)      */
-    S24_PLAN_STRUCTURED_B = 2  /* c_transposed only: c^T = op(b)^T a^T with a as cuSPARSELt's B       */
+    S24_PLAN_STRUCTURED_B = 2  /* c_transposed only: c^T = op(b)^T a^T with a as cuSPARSELt's B (tuned
+                                  only when SPARSE24_SPMM_FORMS names structured_b: its tuning did not
+                                  finish on an H200 with cuSPARSELt 0.8.0)                           */
 } s24_plan_form;
 
 typedef struct s24_plan_candidate {

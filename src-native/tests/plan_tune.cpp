@@ -477,6 +477,7 @@ int run_cachecheck() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a step killed by its time limit keeps what it printed
     std::vector<std::string> args(argv + 1, argv + argc);
     bool retune = false;
     std::vector<std::string> rest;

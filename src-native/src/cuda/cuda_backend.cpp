@@ -384,9 +384,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     blas_ = std::make_unique<BlasLt>(*blas_api_);
     blas_workspace();
     validate_plans_ = env_flag("SPARSE24_VALIDATE_PLANS");
-    transposed_forms_ = {SpmmForm::ROW_C, SpmmForm::STRUCTURED_B};
+    transposed_forms_ = {SpmmForm::ROW_C};
     if (const char* forms = std::getenv("SPARSE24_SPMM_FORMS")) {
-        // A comma-separated subset of row_c, col_c, structured_b (col_c is off by default: see spmm).
+        // A comma-separated subset of row_c, col_c, structured_b (the last two are off by default: see
+        // tuning_forms).
         transposed_forms_.clear();
         std::stringstream list(forms);
         std::string name;
@@ -570,10 +571,11 @@ void CudaBackend::wait_side() {
 
 // ---- spmm ---------------------------------------------------------------------------------------------
 
-// The forms a request may be tuned to: a product stored as c^T may also come from a column-major C
-// (off by default: on an H100 a column-major C with fp16 and a searched algorithm returned
-// CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-instruction fault) or
-// from the structured operand as cuSPARSELt's B; otherwise ROW_C, transposed by our kernel.
+// The forms a request may be tuned to: ROW_C (a product stored as c^T is transposed by our kernel). Only
+// where SPARSE24_SPMM_FORMS asks for them: a column-major C (on an H100, with fp16 and a searched algorithm,
+// it returned CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-instruction fault)
+// and the structured operand as cuSPARSELt's B (on an H200 with cuSPARSELt 0.8.0, tuning it at
+// 16384x4096x16384 did not finish within 120 s).
 std::vector<SpmmForm> CudaBackend::tuning_forms(const SpmmRequest& request) const {
     if (!request.c_transposed) return {SpmmForm::ROW_C};
     return transposed_forms_;
