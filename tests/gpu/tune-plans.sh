@@ -27,7 +27,8 @@
 #           alone: a column-major C once left a sticky fault in the context on an H100.
 # Optional (name them in STEPS): use-B2, graph2 (S2); structb: dW2 at S1 with the structured operand as B
 # (its tuning did not finish within 120 s on the H200; the library tunes it only when asked).
-# STEPS (comma-separated step names; default: the steps above but the optional ones) selects the steps. Prints a summary at the end; full logs in
+# STEPS (comma-separated step names; default: the steps above but the optional ones) selects the steps.
+# Prints a summary at the end; full logs in
 # <results-dir>/*.log.
 set -uo pipefail
 if [[ $# -lt 1 ]]; then sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; fi
