@@ -179,8 +179,9 @@ struct Operands {
         return (double)max_diff / std::max((double)max_ref, 1e-30);
     }
 
-    // Median milliseconds of `reps` runs after 2 warm-up runs.
-    float time(TuneContext& ctx, const SparseLt::Plan& plan, const void* a, int reps) {
+    // Median milliseconds of `reps` runs after 2 warm-up runs; a candidate whose second warm-up run already
+    // takes longer than `cutoff` ms is no contender: that run's time is returned.
+    float time(TuneContext& ctx, const SparseLt::Plan& plan, const void* a, int reps, float cutoff) {
         const cudaStream_t s = ctx.stream;
         cudaEvent_t start = nullptr, end = nullptr;
         check_cuda(cudaEventCreate(&start), "cudaEventCreate");
@@ -193,7 +194,14 @@ struct Operands {
             }
         } guard{start, end};
         check_cuda(cudaEventCreate(&end), "cudaEventCreate");
-        for (int i = 0; i < 2; ++i) run(ctx, plan, a);
+        run(ctx, plan, a);
+        float warm = 0.0f;
+        check_cuda(cudaEventRecord(start, s), "cudaEventRecord");
+        run(ctx, plan, a);
+        check_cuda(cudaEventRecord(end, s), "cudaEventRecord");
+        check_cuda(cudaEventSynchronize(end), "cudaEventSynchronize");
+        check_cuda(cudaEventElapsedTime(&warm, start, end), "cudaEventElapsedTime");
+        if (warm > cutoff) return warm;
         std::vector<float> ms(reps);
         for (int i = 0; i < reps; ++i) {
             check_cuda(cudaEventRecord(start, s), "cudaEventRecord");
@@ -267,7 +275,7 @@ std::unique_ptr<SparseLt::Plan> tune_plan(TuneContext& ctx, const SpmmRequest& r
                 c.split_k_buffers = plan->config.split_k_buffers;
                 c.error = ops.error(ctx, *plan, a);
                 c.valid = c.error <= kPlanTolerance;
-                if (c.valid) c.ms = ops.time(ctx, *plan, a, reps);
+                if (c.valid) c.ms = ops.time(ctx, *plan, a, reps, 2.0f * best_ms);  // 2x the best: not timed further
             } catch (const Error&) {
                 (void)cudaGetLastError();
                 c.valid = false;

@@ -4,8 +4,9 @@
 // 0..CONFIG_MAX_ID with the default split-K) and cusparseLtMatmulSearch's own choice, on random operands of
 // the request's shape generated on the device: each candidate is first checked against cuBLASLt's dense
 // product of the same matrices (a candidate that errs, throws or writes a NaN is dropped), then timed (CUDA
-// events, median of `reps` runs after 2 warm-up runs; a ROW_C candidate of a c_transposed request includes
-// the transpose). The fastest valid candidate wins. The data are multiples of 1/8 whose products sum exactly
+// events, median of `reps` runs after 2 warm-up runs; one whose second warm-up run is over twice the best
+// median so far keeps that run's time; a ROW_C candidate of a c_transposed request includes the transpose,
+// one that cannot read our packing the re-pack). The fastest valid candidate wins. The data are multiples of 1/8 whose products sum exactly
 // in fp32, so a correct algorithm agrees to the last bit before rounding; tolerance 1e-2 relative to max |c|.
 // A fault that leaves the CUDA context unusable (sticky errors) cannot be recovered from in-process: it
 // surfaces as S24_ERROR_CUDA.
