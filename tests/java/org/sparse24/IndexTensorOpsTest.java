@@ -11,7 +11,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The ops with index, count and total arrays as tensors in the context's memory give what the host-array
- * overloads give (CPU backend), and their tensor arguments are checked.
+ * overloads give, and their tensor arguments are checked: on the CPU backend here, on CUDA in
+ * {@link IndexTensorOpsGpuTest}.
  */
 class IndexTensorOpsTest {
     private static Sparse24 ctx;
@@ -28,20 +29,22 @@ class IndexTensorOpsTest {
 
     @Test
     void deviceTensorsGiveTheHostArrayResults() {
-        final int tokens = 64;
-        final int features = 48;
+        check(ctx, DType.FP32, Layout.ROW, 64, 48);
+    }
+
+    /** The check on a context: h [tokens, features] random, both overloads of each op, results compared. */
+    static void check(Sparse24 ctx, DType dt, Layout layout, int tokens, int features) {
         final int k = 8;
-        DType dt = DType.FP32;
         float[] hv = TestData.normal(new Random(11), tokens * features, 1.0);
         try (Tensor h = Tensor.fromFloats(ctx, dt, hv, tokens, features);
-             PackedMatrix y1 = PackedMatrix.allocate(ctx, Layout.ROW, dt, tokens, features);
-             PackedMatrix y2 = PackedMatrix.allocate(ctx, Layout.ROW, dt, tokens, features);
+             PackedMatrix y1 = PackedMatrix.allocate(ctx, layout, dt, tokens, features);
+             PackedMatrix y2 = PackedMatrix.allocate(ctx, layout, dt, tokens, features);
              Tensor counts = Tensor.allocate(ctx, DType.INT32, features);
              Tensor totals = Tensor.allocate(ctx, DType.INT64, 2);
              Tensor idx = Tensor.allocate(ctx, DType.INT32, k);
              Tensor isDense = Tensor.allocate(ctx, DType.UINT8, features);
-             PackedMatrix t1 = PackedMatrix.allocate(ctx, Layout.ROW, dt, features, tokens);
-             PackedMatrix t2 = PackedMatrix.allocate(ctx, Layout.ROW, dt, features, tokens);
+             PackedMatrix t1 = PackedMatrix.allocate(ctx, layout, dt, features, tokens);
+             PackedMatrix t2 = PackedMatrix.allocate(ctx, layout, dt, features, tokens);
              Tensor cols1 = Tensor.allocate(ctx, dt, tokens, k);
              Tensor cols2 = Tensor.allocate(ctx, dt, tokens, k);
              Tensor g1 = Tensor.allocate(ctx, dt, tokens, features);
