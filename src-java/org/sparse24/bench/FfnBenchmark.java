@@ -14,6 +14,7 @@ import java.util.Locale;
 import java.util.Random;
 import java.util.function.Supplier;
 
+import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.Pointer;
 import org.sparse24.Backend;
 import org.sparse24.DType;
@@ -508,7 +509,7 @@ public final class FfnBenchmark {
             }
             for (long offset = 0; offset < n; offset += chunk.length) {
                 int len = (int) Math.min(chunk.length, n - offset);
-                try (Tensor view = Tensor.borrow(ctx, at(t.data(), offset * dtype.byteSize()), dtype, len)) {
+                try (Tensor view = Tensor.borrow(ctx, at(t, offset * dtype.byteSize()), dtype, len)) {
                     view.copyFrom(len == chunk.length ? chunk : Arrays.copyOf(chunk, len));
                 }
             }
@@ -519,14 +520,9 @@ public final class FfnBenchmark {
         }
     }
 
-    /** A pointer {@code bytes} past {@code base} (a buffer start, position 0). */
-    private static Pointer at(Pointer base, long bytes) {
-        long target = base.address() + bytes;
-        return new Pointer() {
-            {
-                address = target;
-            }
-        };
+    /** A view of {@code t}'s memory {@code bytes} past its start (JavaCPP's position, in bytes). */
+    private static Pointer at(Tensor t, long bytes) {
+        return new BytePointer(t.data()).position(bytes);
     }
 
     /** Runs one measurement; a failure is recorded and printed, and the benchmark goes on. */
