@@ -133,10 +133,48 @@ s24_status s24_context_set_stream(s24_context* ctx, void* stream);
 s24_status s24_context_get_stream(const s24_context* ctx, void** stream);
 /* Blocks until all work enqueued through this context has finished. */
 s24_status s24_context_synchronize(s24_context* ctx);
-/* 1: sparse GEMM plans created from now on by s24_spmm search cuSPARSELt's algorithms once (the
- * choice is validated against a dense product and cached); 0 (default): the default algorithm.
- * FFN plans follow their own algorithm_search option. No effect on the CPU backend. */
+/* 1: s24_spmm runs tuned plans (see s24_spmm_tune: tuned once per shape, or read back from the plan
+ * cache on disk and validated); 0 (default): cuSPARSELt's default algorithm. FFN plans follow their own
+ * algorithm_search option. No effect on the CPU backend. */
 s24_status s24_context_set_algorithm_search(s24_context* ctx, int32_t on);
+
+/* Tuned sparse GEMM plans. Tuning a GEMM shape runs every cuSPARSELt algorithm id (and the choice of
+ * cusparseLtMatmulSearch) in every allowed form on random operands of that shape, checks each against
+ * cuBLASLt's dense product (relative error <= 1e-2, no NaN), times the valid ones (median of 9 runs) and
+ * keeps the fastest. The choice is kept by the context and written to the plan cache file,
+ * ${SPARSE24_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/sparse24}/plans/cusparselt-plans.txt, keyed by GPU name
+ * and UUID, driver, cuSPARSELt version, dtype, shape and transposes (SPARSE24_PLAN_CACHE=0: no file). A
+ * new context reads the choice back, validates it once on random operands and uses it: no new tuning.
+ * A corrupt or stale file costs a tuning run, never a wrong result. */
+typedef enum s24_plan_form {
+    S24_PLAN_ROW_C = 0,        /* c [m, n] row-major (c_transposed: then transposed by a kernel)      */
+    S24_PLAN_COL_C = 1,        /* c_transposed only: cuSPARSELt writes a column-major C (tuned only when
+                                  SPARSE24_SPMM_FORMS names col_c: it faulted once on an H100)      */
+    S24_PLAN_STRUCTURED_B = 2  /* c_transposed only: c^T = op(b)^T a^T with a as cuSPARSELt's B (tuned
+                                  only when SPARSE24_SPMM_FORMS names structured_b: its tuning did not
+                                  finish on an H200 with cuSPARSELt 0.8.0)                           */
+} s24_plan_form;
+
+typedef struct s24_plan_candidate {
+    int32_t form;            /* s24_plan_form                                                         */
+    int32_t algorithm;       /* CUSPARSELT_MATMUL_ALG_CONFIG_ID (-1: the form could not be planned)   */
+    int32_t split_k, split_k_mode, split_k_buffers;  /* as the plan reports them                      */
+    int32_t valid;           /* 1: agreed with the dense product                                      */
+    int32_t searched;        /* 1: the configuration cusparseLtMatmulSearch chose                     */
+    float ms;                /* median time of a valid candidate (NaN otherwise)                      */
+    float error;             /* max |sparse - dense| / max |dense| (NaN if it did not run)            */
+} s24_plan_candidate;
+
+/* Tunes the sparse GEMM of s24_spmm's shape (a [m, k] in the CUSPARSELT layout) again, ignoring earlier
+ * choices; keeps and stores the fastest valid candidate. Copies min(capacity, count) candidates, in the
+ * order tried; *count gets their number and *chosen the index of the winner. Synchronizes; allocates
+ * the operands of the shape for the time of the call. NOT_SUPPORTED on the CPU backend and for shapes
+ * that do not run on cuSPARSELt. */
+s24_status s24_spmm_tune(s24_context* ctx, s24_dtype dtype, int64_t m, int64_t n, int64_t k, int32_t b_transposed,
+                         int32_t c_transposed, s24_plan_candidate* candidates, int64_t capacity, int64_t* count,
+                         int64_t* chosen);
+/* Drops the context's sparse GEMM plans and deletes the plan cache file (every GPU's choices). */
+s24_status s24_plan_cache_clear(s24_context* ctx);
 
 /* Memory in the context's space: cudaMalloc on CUDA, 64-byte aligned host memory on CPU. */
 s24_status s24_malloc(s24_context* ctx, size_t bytes, void** out);
@@ -174,10 +212,10 @@ typedef struct s24_ffn_options {
     int32_t permute_tokens;   /* 1 (default): a fresh token permutation each step before token-wise 2:4 */
     uint64_t seed;            /* permutation seed; the forward call number s (from 0) uses
                                  s24_token_permutation(seed, s, ...)                                    */
-    int32_t algorithm_search; /* 1 (default): search cuSPARSELt's algorithms once per GEMM plan (the choice
-                                 is validated against a dense product, then cached; the first call of a
-                                 shape pays the search). 0: cuSPARSELt's default algorithm, which measured
-                                 1.0-1.3x against dense on an H100 where the searched one gave 1.5-1.85x */
+    int32_t algorithm_search; /* 1 (default): tuned sparse GEMM plans (s24_spmm_tune; the first call of a
+                                 shape tunes it unless the plan cache has it; s24_ffn_tune does it ahead).
+                                 0: cuSPARSELt's default algorithm, which measured 1.0-1.3x against
+                                 dense on an H100 where the searched one gave 1.5-1.85x                   */
     int32_t fused_grad_split; /* 0 (default): the sparse backward computes dH and its split in two passes
                                  (s24_masked_grad24, then s24_sparsify24_cols_split of dH). 1: one pass
                                  (s24_grad_split24); same results, but slower today (H200: 0.95 vs
@@ -194,6 +232,9 @@ typedef struct s24_ffn s24_ffn;
 s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int64_t d_ff, s24_dtype dtype,
                           const s24_ffn_options* options, s24_ffn** out);
 s24_status s24_ffn_destroy(s24_ffn* ffn);
+/* Prepares the plan's sparse GEMM plans now (tuned, or read from the plan cache and validated, with
+ * algorithm_search = 1), so that the first forward and backward do not pay for it. Synchronizes. */
+s24_status s24_ffn_tune(s24_ffn* ffn);
 
 typedef struct s24_ffn_info {
     int64_t tokens, d_model, d_ff;

@@ -415,9 +415,45 @@ s24_status s24_spmm(s24_context* ctx, s24_dtype dtype, int64_t m, int64_t n, int
         require_pointer(a_packed, "a_packed");
         require_pointer(b, "b");
         require_pointer(c, "c");
-        ctx->backend->set_algorithm_search(ctx->algorithm_search);
-        ctx->backend->spmm(dtype, m, n, k, a_packed, a_layout, b, b_transposed != 0, c, c_transposed != 0);
+        ctx->backend->spmm(dtype, m, n, k, a_packed, a_layout, b, b_transposed != 0, c, c_transposed != 0,
+                           ctx->algorithm_search ? SpmmAlgorithm::TUNED : SpmmAlgorithm::DEFAULT);
     });
+}
+
+s24_status s24_spmm_tune(s24_context* ctx, s24_dtype dtype, int64_t m, int64_t n, int64_t k, int32_t b_transposed,
+                         int32_t c_transposed, s24_plan_candidate* candidates, int64_t capacity, int64_t* count,
+                         int64_t* chosen) {
+    return locked(ctx, [&] {
+        check_packed(ctx, dtype, m, k, S24_LAYOUT_CUSPARSELT, "spmm_tune operand a [m, k]");
+        check_matrix(k, n, "spmm_tune operand b");
+        require(b_transposed == 0 || b_transposed == 1, "b_transposed must be 0 or 1, got ", b_transposed);
+        require(c_transposed == 0 || c_transposed == 1, "c_transposed must be 0 or 1, got ", c_transposed);
+        require(capacity >= 0, "capacity must be >= 0, got ", capacity);
+        require(capacity == 0 || candidates != nullptr, "candidates is NULL but capacity = ", capacity);
+        require_pointer(count, "count");
+        require_pointer(chosen, "chosen");
+        SpmmTuning report;
+        ctx->backend->tune_spmm(dtype, m, n, k, b_transposed != 0, c_transposed != 0, &report);
+        *count = (int64_t)report.candidates.size();
+        *chosen = report.chosen;
+        for (int64_t i = 0; i < capacity && i < *count; ++i) {
+            const SpmmCandidate& c = report.candidates[(size_t)i];
+            s24_plan_candidate& out = candidates[i];
+            out.form = c.form;
+            out.algorithm = c.algorithm;
+            out.split_k = c.split_k;
+            out.split_k_mode = c.split_k_mode;
+            out.split_k_buffers = c.split_k_buffers;
+            out.valid = c.valid ? 1 : 0;
+            out.searched = c.searched ? 1 : 0;
+            out.ms = c.ms;
+            out.error = (float)c.error;
+        }
+    });
+}
+
+s24_status s24_plan_cache_clear(s24_context* ctx) {
+    return locked(ctx, [&] { ctx->backend->clear_plans(); });
 }
 
 s24_status s24_gemm(s24_context* ctx, s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a,

@@ -14,6 +14,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace s24 {
 
@@ -28,6 +29,24 @@ private:
 };
 
 [[noreturn]] inline void fail(s24_status status, const std::string& message) { throw Error(status, message); }
+
+// How a sparse GEMM's algorithm is chosen: cuSPARSELt's default, or the tuned plan (every algorithm
+// timed and validated once per shape, the choice kept in memory and on disk).
+enum class SpmmAlgorithm { DEFAULT, TUNED };
+
+// One candidate of a sparse GEMM's tuning (s24_plan_candidate), and a tuning's report.
+struct SpmmCandidate {
+    int form;  // s24_plan_form
+    int algorithm, split_k, split_k_mode, split_k_buffers;
+    bool valid;
+    bool searched;  // cusparseLtMatmulSearch's choice
+    float ms;
+    double error;
+};
+struct SpmmTuning {
+    std::vector<SpmmCandidate> candidates;
+    int64_t chosen = -1;  // index into candidates
+};
 
 class Backend {
 public:
@@ -93,11 +112,27 @@ public:
     }
     virtual void gather_rows(s24_dtype dtype, int64_t rows, int64_t cols, const void* in, const int32_t* perm,
                              void* out) = 0;
-    // Whether spmm searches cuSPARSELt algorithms for plans it creates from now on (FFN option).
-    virtual void set_algorithm_search(bool /*on*/) {}
     // c_transposed: c is stored as [n, m] row-major (c^T), i.e. column-major [m, n].
     virtual void spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
-                      const void* b, bool b_transposed, void* c, bool c_transposed) = 0;
+                      const void* b, bool b_transposed, void* c, bool c_transposed, SpmmAlgorithm algorithm) = 0;
+    // Creates (and with TUNED tunes, or reads from disk and validates) the plan spmm would use, without
+    // running it. No-op where spmm has no plans.
+    virtual void prepare_spmm(s24_dtype /*dtype*/, int64_t /*m*/, int64_t /*n*/, int64_t /*k*/, bool /*b_transposed*/,
+                              bool /*c_transposed*/, SpmmAlgorithm /*algorithm*/) {}
+    // Tunes the sparse GEMM again (ignoring earlier choices), keeps and stores the choice, reports every
+    // candidate. NOT_SUPPORTED where there is nothing to tune.
+    virtual void tune_spmm(s24_dtype /*dtype*/, int64_t /*m*/, int64_t /*n*/, int64_t /*k*/, bool /*b_transposed*/,
+                           bool /*c_transposed*/, SpmmTuning* /*report*/) {
+        fail(S24_ERROR_NOT_SUPPORTED, "spmm tuning: this backend has no sparse GEMM plans (CUDA with cuSPARSELt only)");
+    }
+    // Drops the plans (and the tuned choices, in memory and on disk).
+    virtual void clear_plans() {}
+    // The side stream, for latency-bound steps beside the main stream's work. begin_side(): the side stream
+    // waits for the work enqueued so far and later calls run on it; end_side(): calls run on the main stream
+    // again (no wait); wait_side(): the main stream waits for the side stream's work so far. No-ops on the CPU.
+    virtual void begin_side() {}
+    virtual void end_side() {}
+    virtual void wait_side() {}
     virtual void gemm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a, bool a_transposed,
                       const void* b, bool b_transposed, void* c) = 0;
 

@@ -3,6 +3,7 @@
 #include "front.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace s24 {
@@ -73,6 +74,23 @@ void release_ffn(s24_ffn* ffn) {
     release_context(ctx);
 }
 
+// The sparse GEMMs' algorithm: the tuned plan (FFN option algorithm_search) or cuSPARSELt's default.
+SpmmAlgorithm algorithm(const s24_ffn& f) {
+    return f.options.algorithm_search ? SpmmAlgorithm::TUNED : SpmmAlgorithm::DEFAULT;
+}
+
+// Calls on the backend's side stream for the life of the object (Backend::begin_side / end_side); the
+// main stream waits for them only at Backend::wait_side.
+class SideStream {
+public:
+    explicit SideStream(Backend& be) : be_(be) { be_.begin_side(); }
+    ~SideStream() { be_.end_side(); }
+    SideStream(const SideStream&) = delete;
+    SideStream& operator=(const SideStream&) = delete;
+
+private:
+    Backend& be_;
+};
 
 
 // Where the forward's and backward's temporaries sit in the context's scratch buffer, and where a saved
@@ -130,7 +148,6 @@ size_t workspace_bytes(const s24_ffn& f) {
 void forward(s24_ffn& f, const void* x, const void* w1, const void* w2, void* z, s24_saved* saved) {
     Backend& be = *f.ctx->backend;
     const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
-    be.set_algorithm_search(f.options.algorithm_search != 0);
 
     const ForwardScratch plan(f);
     char* scratch = (char*)be.scratch(plan.total);
@@ -140,14 +157,20 @@ void forward(s24_ffn& f, const void* x, const void* w1, const void* w2, void* z,
     be.gemm(f.dtype, T, n, d, x, false, w1, true, h);  // H = X W1^T
     be.sparsify24_rows(f.dtype, T, n, h, !f.options.sparse_forward, f.y_layout, y, saved ? saved->counts : nullptr,
                        saved ? saved->totals : nullptr);
-    be.spmm(f.dtype, T, d, n, y, f.y_layout, w2, true, z, false);  // Z = Yhat W2^T
+    if (saved && f.options.sparse_backward && f.dense_features > 0 && f.side_stream) {
+        // The dense-feature selection (one block, latency-bound) runs beside Z's GEMM.
+        SideStream side(be);
+        be.select_dense_features(n, saved->counts, f.dense_features, saved->dense_idx, saved->is_dense);
+    }
+    be.spmm(f.dtype, T, d, n, y, f.y_layout, w2, true, z, false, algorithm(f));  // Z = Yhat W2^T
 
     if (saved) {
-        if (f.options.sparse_backward && f.dense_features > 0)
+        if (f.options.sparse_backward && f.dense_features > 0 && !f.side_stream)
             be.select_dense_features(n, saved->counts, f.dense_features, saved->dense_idx, saved->is_dense);
-        else if (f.options.sparse_backward)
+        else if (f.options.sparse_backward && f.dense_features == 0)
             be.fill(saved->is_dense, 0, (size_t)n);
         be.fill(saved->totals + 2, 0, 4 * sizeof(int64_t));
+        if (f.side_stream) be.wait_side();  // the selection is done before anything reads the saved state
         saved->step = f.next_step++;
         saved->forward_done = true;
         saved->backward_done = false;
@@ -192,18 +215,25 @@ void split_weight_grad(s24_ffn& f, const s24_saved& s, const void* src_packed, c
         be.gather_rows(f.dtype, T, d, rows_in, b.perm, b.rows_perm);
         rows_p = b.rows_perm;
     }
-    if (src_packed)
+    if (src_packed)  // (null: the fused grad_split24 wrote dH's split already)
         be.sparsify24_cols_split(f.dtype, T, n, src_packed, f.y_layout, b.perm, s.is_dense, s.dense_idx, k,
                                  f.t_layout, b.t_packed, k > 0 ? b.dense_cols : nullptr, totals);
-    if (k < n) be.spmm(f.dtype, n, d, T, b.t_packed, f.t_layout, rows_p, false, dw, transposed_out);
-    if (k == 0) return;
-    if (transposed_out) {
-        be.gemm(f.dtype, d, k, T, rows_p, true, b.dense_cols, false, b.dense_prod);
-        be.scatter_cols(f.dtype, d, k, b.dense_prod, s.dense_idx, n, dw);
-    } else {
-        be.gemm(f.dtype, k, d, T, b.dense_cols, true, rows_p, false, b.dense_prod);
-        be.scatter_rows(f.dtype, k, d, b.dense_prod, s.dense_idx, dw);
+    // The dense features' GEMM (k = 5% of the features: too small to fill the GPU) runs on the side stream
+    // beside the sparse GEMM; the scatter into dw waits for both (the sparse GEMM writes zeros there).
+    auto dense_features_gemm = [&] {
+        if (transposed_out) be.gemm(f.dtype, d, k, T, rows_p, true, b.dense_cols, false, b.dense_prod);
+        else be.gemm(f.dtype, k, d, T, b.dense_cols, true, rows_p, false, b.dense_prod);
+    };
+    if (k > 0 && f.side_stream) {
+        SideStream side(be);
+        dense_features_gemm();
     }
+    if (k < n) be.spmm(f.dtype, n, d, T, b.t_packed, f.t_layout, rows_p, false, dw, transposed_out, algorithm(f));
+    if (k == 0) return;
+    if (f.side_stream) be.wait_side();
+    else dense_features_gemm();
+    if (transposed_out) be.scatter_cols(f.dtype, d, k, b.dense_prod, s.dense_idx, n, dw);
+    else be.scatter_rows(f.dtype, k, d, b.dense_prod, s.dense_idx, dw);
 }
 
 void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const void* w2, const void* dz, void* dx,
@@ -211,7 +241,6 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
     Backend& be = *f.ctx->backend;
     const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
     const bool split = f.options.sparse_backward && (dw1 || dw2);
-    be.set_algorithm_search(f.options.algorithm_search != 0);
 
     const BackwardScratch plan(f);
     char* scratch = (char*)be.scratch(plan.total);
@@ -228,11 +257,11 @@ void backward(s24_ffn& f, s24_saved& s, const void* x, const void* w1, const voi
         be.grad_split24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh, b.perm, s.is_dense, s.dense_idx,
                         f.dense_features, f.t_layout, b.t_packed, f.dense_features > 0 ? b.dense_cols : nullptr,
                         s.totals + 4);
-        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
+        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false, algorithm(f));  // dX = dH W1
         split_weight_grad(f, s, nullptr, x, b, false, s.totals + 4, dw1);
     } else {
         be.masked_grad24(f.dtype, T, n, dy, s.y_packed, f.y_layout, dh);    // dH = dYhat * 2 sqrt(Yhat)
-        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false);  // dX = dH W1
+        if (dx) be.spmm(f.dtype, T, d, n, dh, f.y_layout, w1, false, dx, false, algorithm(f));  // dX = dH W1
         if (!split) {
             exact_weight_grads(f, s, x, dz, dh, scratch + plan.dense, dw1, dw2);
         } else {
@@ -290,6 +319,8 @@ s24_status s24_ffn_create(s24_context* ctx, int64_t tokens, int64_t d_model, int
         workspace_bytes(*f);    // INVALID_ARGUMENT naming the size if scratch or saved sizes overflow
         SavedParts parts(*f);
         (void)parts;
+        const char* side = std::getenv("SPARSE24_SIDE_STREAM");
+        f->side_stream = side == nullptr || std::strcmp(side, "0") != 0;
         *out = f.release();
         std::lock_guard<std::mutex> g(ctx->gate);
         ++ctx->refs;
@@ -305,6 +336,26 @@ s24_status s24_ffn_destroy(s24_ffn* ffn) {
     }, true);
     if (status == S24_OK) release_ffn(ffn);
     return status;
+}
+
+s24_status s24_ffn_tune(s24_ffn* ffn) {
+    if (ffn == nullptr) {
+        set_last_error("ffn is NULL");
+        return S24_ERROR_INVALID_ARGUMENT;
+    }
+    return locked(ffn->ctx, [&] {
+        s24_ffn& f = *ffn;
+        Backend& be = *f.ctx->backend;
+        const int64_t T = f.tokens, d = f.d_model, n = f.d_ff;
+        if (f.y_layout == S24_LAYOUT_CUSPARSELT) {
+            be.prepare_spmm(f.dtype, T, d, n, true, false, algorithm(f));   // Z = Yhat W2^T
+            be.prepare_spmm(f.dtype, T, d, n, false, false, algorithm(f));  // dX = dH W1
+        }
+        if (f.t_layout == S24_LAYOUT_CUSPARSELT && f.dense_features < n) {
+            be.prepare_spmm(f.dtype, n, d, T, false, true, algorithm(f));   // dW2^T = Yt dZp, stored as dW2
+            be.prepare_spmm(f.dtype, n, d, T, false, false, algorithm(f));  // dW1 = dHt Xp
+        }
+    });
 }
 
 s24_status s24_ffn_get_info(const s24_ffn* ffn, s24_ffn_info* info) {

@@ -46,6 +46,7 @@ struct s24_ffn {
     s24_layout y_layout;     // Yhat [T, f] and dH, packed
     s24_layout t_layout;     // the backward's transposed operands [f, T]
     int64_t next_step;       // the permutation step of the next saved forward
+    bool side_stream;        // latency-bound steps on the backend's side stream (SPARSE24_SIDE_STREAM=0: off)
 };
 
 struct s24_saved {

@@ -566,7 +566,7 @@ void test_gemm_case(s24_dtype t, int64_t m, int64_t n, int64_t k, bool a_t, bool
     Tensor c(t, (size_t)(m * n));
     std::fill(c.bytes.begin(), c.bytes.end(), 0xee);
     if (sparse)
-        g_backend->spmm(t, m, n, k, a_packed.data(), sparse_l, b.data(), b_t, c.data(), c_t);
+        g_backend->spmm(t, m, n, k, a_packed.data(), sparse_l, b.data(), b_t, c.data(), c_t, s24::SpmmAlgorithm::DEFAULT);
     else
         g_backend->gemm(t, m, n, k, a.data(), a_t, b.data(), b_t, c.data());
 

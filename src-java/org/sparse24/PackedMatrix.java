@@ -31,6 +31,7 @@ public final class PackedMatrix extends Resource {
         Args.notNull(context, "context");
         Args.notNull(layout, "layout");
         Args.notNull(dtype, "dtype");
+        DType.requireFloating(dtype, "dtype");
         long bytes = Sparse24Ops.packedSize(layout, dtype, rows, cols);
         return new PackedMatrix(context, layout, dtype, rows, cols, bytes, context.malloc(bytes));
     }

@@ -148,15 +148,24 @@ public final class Sparse24 implements AutoCloseable {
     }
 
     /**
-     * Whether sparse GEMM plans that {@link Sparse24Ops#spmm} creates from now on search cuSPARSELt's algorithms
-     * (once per shape; the choice is validated against a dense product and cached). FFN plans follow their own
-     * {@link SparseFfnOptions#algorithmSearch()}. No effect on the CPU backend.
+     * Whether {@link Sparse24Ops#spmm} runs tuned plans (every cuSPARSELt algorithm timed and checked against a dense
+     * product once per shape, the fastest kept in memory and in the plan cache on disk) instead of cuSPARSELt's
+     * default algorithm. FFN plans follow their own {@link SparseFfnOptions#algorithmSearch()}. No effect on the CPU
+     * backend.
      */
     public void setAlgorithmSearch(boolean on) {
         try (InUse u = InUse.of(this)) {
             Native.check(sparse24.s24_context_set_algorithm_search(handle(), on ? 1 : 0),
                     "s24_context_set_algorithm_search");
         }
+    }
+
+    /**
+     * Drops this context's sparse GEMM plans and deletes the plan cache file (the tuned choices of every GPU;
+     * {@code $SPARSE24_CACHE_DIR/plans/}, default {@code ~/.cache/sparse24/plans/}): later calls tune again.
+     */
+    public void clearPlanCache() {
+        Native.check(sparse24.s24_plan_cache_clear(handle()), "s24_plan_cache_clear");
     }
 
     /** Whether {@link #close()} has run. */

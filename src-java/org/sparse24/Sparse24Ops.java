@@ -1,14 +1,19 @@
 package org.sparse24;
 
 import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.SizeTPointer;
 import org.sparse24.binding.global.sparse24;
 
 /**
  * The building blocks the FFN is made of, for tests and advanced users (semantics: {@code sparse24.h}).
  * Matrices are row-major rank-2 {@link Tensor}s or {@link PackedMatrix PackedMatrices} of one context and
- * dtype; index and count arrays are host Java arrays (copied to and from the context's memory). Every shape,
- * index and context is checked in Java before the native call.
+ * dtype. Index, count and statistics arrays come two ways: as integer {@link Tensor}s in the context's memory
+ * (INT32, UINT8, INT64: no allocation, copy or wait per call, as the FFN runs them; their shapes and dtypes are
+ * checked, their contents are not, since they live on the device), or as host Java arrays (convenient: copied to
+ * and from the context's memory on every call, contents checked). Every shape and context is checked in Java
+ * before the native call.
  */
 public final class Sparse24Ops {
     private Sparse24Ops() {
@@ -18,6 +23,7 @@ public final class Sparse24Ops {
     public static long packedSize(Layout layout, DType dtype, long rows, long cols) {
         Args.notNull(layout, "layout");
         Args.notNull(dtype, "dtype");
+        DType.requireFloating(dtype, "dtype");
         Args.atLeast(rows, 1, "rows");
         Args.atLeast(cols, 1, "cols");
         try (SizeTPointer bytes = new SizeTPointer(1)) {
@@ -55,6 +61,24 @@ public final class Sparse24Ops {
             }
             return totals.toLongs(2);
         }
+    }
+
+    /**
+     * As {@link #sparsify24Rows(Tensor, boolean, PackedMatrix, int[])} with the outputs in the context's memory,
+     * enqueued without a wait.
+     *
+     * @param colCounts null, or INT32 [cols]: the kept non-zeros per column
+     * @param totals    null, or INT64 [2]: {non-zeros of relu(h)^2 before 2:4, non-zeros kept}
+     */
+    public static void sparsify24Rows(Tensor h, boolean keepAll, PackedMatrix out, Tensor colCounts, Tensor totals) {
+        Sparse24 ctx = matrixContext(h, "h");
+        long rows = h.dim(0);
+        long cols = h.dim(1);
+        checkPacked(out, "out", ctx, h.dtype(), rows, cols);
+        optional(colCounts, "colCounts", ctx, DType.INT32, "[cols]", cols);
+        optional(totals, "totals", ctx, DType.INT64, "[2]", 2);
+        Native.check(sparse24.s24_sparsify24_rows(ctx.handle(), h.dtype().code, rows, cols, h.data(), keepAll ? 1 : 0,
+                out.layout().code, out.data(), ints(colCounts), longs(totals)), "s24_sparsify24_rows");
     }
 
     /** {@code out} = the 2:4 of {@code dense}, keeping the 2 largest |values| per group of 4 (lossless if already 2:4). */
@@ -98,6 +122,28 @@ public final class Sparse24Ops {
             }
             return idx.toInts(k);
         }
+    }
+
+    /**
+     * As {@link #selectDenseFeatures(Sparse24, int[], int)} on the context's memory, enqueued without a wait.
+     *
+     * @param counts   INT32 [features]
+     * @param denseIdx INT32 [k] (k >= 1): receives the chosen features, ascending
+     * @param isDense  null, or UINT8 [features]: receives 1 for chosen features, else 0
+     */
+    public static void selectDenseFeatures(Tensor counts, Tensor denseIdx, Tensor isDense) {
+        Args.notNull(counts, "counts");
+        Sparse24 ctx = counts.context();
+        Args.tensor(counts, "counts", ctx, DType.INT32, "[features]", Args.ANY);
+        long features = counts.dim(0);
+        Args.tensor(denseIdx, "denseIdx", ctx, DType.INT32, "[k]", Args.ANY);
+        long k = denseIdx.dim(0);
+        if (k > features) {
+            throw new IllegalArgumentException("denseIdx: k = " + k + " must be <= features = " + features);
+        }
+        optional(isDense, "isDense", ctx, DType.UINT8, "[features]", features);
+        Native.check(sparse24.s24_select_dense_features(ctx.handle(), features, ints(counts), k, ints(denseIdx),
+                bytes(isDense)), "s24_select_dense_features");
     }
 
     /**
@@ -147,6 +193,54 @@ public final class Sparse24Ops {
             }
             return totals.toLongs(2);
         }
+    }
+
+    /**
+     * As {@link #sparsify24ColsSplit(PackedMatrix, int[], int[], PackedMatrix, Tensor)} with the index arrays and
+     * the totals in the context's memory, enqueued without a wait. Their contents are not checked: {@code perm}
+     * must be a permutation of [0, tokens), {@code denseIdx} ascending distinct features, {@code isDense} 1 exactly
+     * at them (as {@link #selectDenseFeatures(Tensor, Tensor, Tensor)} writes them).
+     *
+     * @param perm     null (identity) or INT32 [tokens]
+     * @param isDense  UINT8 [features]
+     * @param denseIdx null (no dense features) or INT32 [k]
+     * @param totals   null, or INT64 [2]: {non-zeros on sparse features before the 2:4, non-zeros kept}
+     */
+    public static void sparsify24ColsSplit(PackedMatrix src, Tensor perm, Tensor isDense, Tensor denseIdx,
+                                           PackedMatrix out, Tensor denseCols, Tensor totals) {
+        Args.notNull(src, "src");
+        src.ensureOpen();
+        Sparse24 ctx = src.context();
+        long tokens = src.rows();
+        long features = src.cols();
+        optional(perm, "perm", ctx, DType.INT32, "[tokens]", tokens);
+        Args.tensor(isDense, "isDense", ctx, DType.UINT8, "[features]", features);
+        optional(denseIdx, "denseIdx", ctx, DType.INT32, "[k]", Args.ANY);
+        long k = denseIdx == null ? 0 : denseIdx.dim(0);
+        if (k > features) {
+            throw new IllegalArgumentException("denseIdx: k = " + k + " must be <= features = " + features);
+        }
+        long outCols = out != null && out.layout() == Layout.ROW ? (tokens + 3) / 4 * 4 : tokens;
+        checkPacked(out, "out", ctx, src.dtype(), features, outCols);
+        if (k > 0 || denseCols != null) {
+            Args.tensor(denseCols, "denseCols", ctx, src.dtype(), "[tokens, k]", tokens, k);
+        }
+        optional(totals, "totals", ctx, DType.INT64, "[2]", 2);
+        Native.check(sparse24.s24_sparsify24_cols_split(ctx.handle(), src.dtype().code, tokens, features, src.data(),
+                src.layout().code, ints(perm), bytes(isDense), ints(denseIdx), k, out.layout().code, out.data(),
+                denseCols == null ? null : denseCols.data(), longs(totals)), "s24_sparsify24_cols_split");
+    }
+
+    /**
+     * {@code out}[i, :] = {@code in}[perm[i], :] with {@code perm} null (a plain copy) or an INT32 [rows] permutation
+     * in the context's memory (its contents are not checked), enqueued without a wait.
+     */
+    public static void gatherRows(Tensor in, Tensor perm, Tensor out) {
+        Sparse24 ctx = matrixContext(in, "in");
+        Args.tensor(out, "out", ctx, in.dtype(), "[rows, cols]", in.dim(0), in.dim(1));
+        optional(perm, "perm", ctx, DType.INT32, "[rows]", in.dim(0));
+        Native.check(sparse24.s24_gather_rows(ctx.handle(), in.dtype().code, in.dim(0), in.dim(1), in.data(),
+                ints(perm), out.data()), "s24_gather_rows");
     }
 
     /** {@code out}[i, :] = {@code in}[perm[i], :] ({@code perm} null: a plain copy). */
@@ -232,6 +326,25 @@ public final class Sparse24Ops {
         int[] perm = new int[tokens];
         Native.check(sparse24.s24_token_permutation(seed, step, tokens, perm), "s24_token_permutation");
         return perm;
+    }
+
+    /** Checks a tensor argument that may be null: if present, of {@code dtype} and {@code shape} in {@code ctx}. */
+    private static void optional(Tensor t, String arg, Sparse24 ctx, DType dtype, String dims, long... shape) {
+        if (t != null) {
+            Args.tensor(t, arg, ctx, dtype, dims, shape);
+        }
+    }
+
+    private static IntPointer ints(Tensor t) {
+        return t == null ? null : new IntPointer(t.data());
+    }
+
+    private static LongPointer longs(Tensor t) {
+        return t == null ? null : new LongPointer(t.data());
+    }
+
+    private static BytePointer bytes(Tensor t) {
+        return t == null ? null : new BytePointer(t.data());
     }
 
     /** Checks that {@code t} is an open rank-2 tensor and returns its context. */

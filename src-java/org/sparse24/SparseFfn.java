@@ -57,6 +57,7 @@ public final class SparseFfn extends Resource {
                     "dFf must be a positive multiple of 4 (2:4 works on groups of 4 features), got " + dFf);
         }
         Args.notNull(dtype, "dtype");
+        DType.requireFloating(dtype, "dtype");
         if (dtype == DType.FP32 && context.backend() != Backend.CPU) {
             throw new IllegalArgumentException("dtype FP32 is supported on the CPU backend only; use BF16 or FP16 on "
                     + context.backend());
@@ -109,6 +110,18 @@ public final class SparseFfn extends Resource {
             Native.check(sparse24.s24_ffn_get_info(plan(tokens, false), info), "s24_ffn_get_info");
             return new PlanInfo(info.tokens(), info.sparse_forward_path() != 0, info.sparse_backward_path() != 0,
                     info.dense_features(), info.workspace_bytes(), info.saved_bytes());
+        }
+    }
+
+    /**
+     * Prepares the sparse GEMM plans for {@code tokens} tokens now (tuned, or read back from the plan cache on disk
+     * and validated, when {@link SparseFfnOptions#algorithmSearch()} is on), so that the first forward and backward
+     * after any dense warm-up do not pay for it. Waits for the context's stream.
+     */
+    public void tune(long tokens) {
+        Args.atLeast(tokens, 1, "tokens");
+        try (InUse u = InUse.of(context(), this)) {
+            Native.check(sparse24.s24_ffn_tune(plan(tokens, false)), "s24_ffn_tune");
         }
     }
 

@@ -14,7 +14,9 @@ import org.sparse24.binding.global.sparse24;
  * @param denseFraction   share of features, in [0, 1], computed densely in the split backward
  * @param permuteTokens   a fresh token permutation each step before the 2:4 along tokens
  * @param seed            permutation seed; forward number s of a plan uses permutation (seed, s)
- * @param algorithmSearch search cuSPARSELt algorithms once per plan (validated, cached)
+ * @param algorithmSearch tuned sparse GEMM plans: every cuSPARSELt algorithm timed and validated once per shape,
+ *                        the choice kept in the plan cache on disk ({@link SparseFfn#tune},
+ *                        {@link Sparse24#clearPlanCache})
  * @param denseWarmupSteps the first this many training forwards of each {@link SparseFfn} (and their backwards)
  *                        run the exact dense FFN ({@link #dense()}), the later ones these options; 0: none
  */

@@ -2,7 +2,10 @@ package org.sparse24;
 
 import java.util.Arrays;
 
+import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.ShortPointer;
 import org.sparse24.binding.global.sparse24;
@@ -138,6 +141,7 @@ public final class Tensor extends Resource {
     /** Overwrites the tensor with {@code values} converted to the dtype (round to nearest even). */
     public void copyFrom(float[] values) {
         ensureOpen();
+        DType.requireFloating(dtype, describe());
         if (values == null || values.length != elements) {
             throw new IllegalArgumentException("values: expected " + elements + " floats for " + describe()
                     + ", got " + (values == null ? "null" : values.length));
@@ -166,6 +170,7 @@ public final class Tensor extends Resource {
     /** The values as floats (exact for every dtype); waits for pending work on the context's stream. */
     public float[] toFloats() {
         ensureOpen();
+        DType.requireFloating(dtype, describe());
         if (elements > Integer.MAX_VALUE - 8) {
             throw new IllegalStateException(describe() + " has too many elements for a float[]");
         }
@@ -186,6 +191,84 @@ public final class Tensor extends Resource {
             values[i] = dtype == DType.BF16 ? HalfFloats.bf16ToFloat(bits[i]) : HalfFloats.fp16ToFloat(bits[i]);
         }
         return values;
+    }
+
+    // ---- integer tensors (INT32, INT64, UINT8): index, count and statistics arrays of Sparse24Ops ----
+
+    /** A new INT32 tensor holding {@code values} ({@code values.length} = product of {@code shape}). */
+    public static Tensor fromInts(Sparse24 context, int[] values, long... shape) {
+        if (values == null) {
+            throw new IllegalArgumentException("values must not be null");
+        }
+        Tensor t = allocate(context, DType.INT32, shape);
+        try {
+            t.copyFrom(values);
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    /** Overwrites an INT32 tensor with {@code values}. */
+    public void copyFrom(int[] values) {
+        checkIntegers(DType.INT32, values == null ? -1 : values.length);
+        try (IntPointer host = new IntPointer(values)) {
+            context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
+        }
+    }
+
+    /** Overwrites a UINT8 tensor with {@code values}. */
+    public void copyFrom(byte[] values) {
+        checkIntegers(DType.UINT8, values == null ? -1 : values.length);
+        try (BytePointer host = new BytePointer(values)) {
+            context().copy(data, host, byteSize(), sparse24.S24_COPY_HOST_TO_CONTEXT);
+        }
+    }
+
+    /** The values of an INT32 tensor; waits for pending work on the context's stream. */
+    public int[] toInts() {
+        checkIntegers(DType.INT32, elements);
+        int[] out = new int[(int) elements];
+        try (IntPointer host = new IntPointer(elements)) {
+            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
+            host.get(out);
+        }
+        return out;
+    }
+
+    /** The values of an INT64 tensor; waits for pending work on the context's stream. */
+    public long[] toLongs() {
+        checkIntegers(DType.INT64, elements);
+        long[] out = new long[(int) elements];
+        try (LongPointer host = new LongPointer(elements)) {
+            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
+            host.get(out);
+        }
+        return out;
+    }
+
+    /** The values of a UINT8 tensor (as Java's signed bytes); waits for pending work on the context's stream. */
+    public byte[] toBytes() {
+        checkIntegers(DType.UINT8, elements);
+        byte[] out = new byte[(int) elements];
+        try (BytePointer host = new BytePointer(elements)) {
+            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
+            host.get(out);
+        }
+        return out;
+    }
+
+    /** Checks the tensor is open, of {@code want}, and has {@code length} elements (the host array's length). */
+    private void checkIntegers(DType want, long length) {
+        ensureOpen();
+        if (dtype != want) {
+            throw new IllegalArgumentException(describe() + ": expected dtype " + want + ", got " + dtype);
+        }
+        if (length != elements || elements > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("values: expected " + elements + " elements for " + describe()
+                    + ", got " + (length < 0 ? "null" : Long.toString(length)));
+        }
     }
 
     /**

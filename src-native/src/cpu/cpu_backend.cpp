@@ -342,7 +342,7 @@ public:
     }
 
     void spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
-              const void* b, bool b_transposed, void* c, bool c_transposed) override {
+              const void* b, bool b_transposed, void* c, bool c_transposed, SpmmAlgorithm) override {
         const PackedView a(dtype, a_layout, m, k, a_packed);
         auto load_a_row = [&](int64_t i, float* row) {
             for (int64_t p = 0; p < k; ++p) row[p] = a.value(i, p);

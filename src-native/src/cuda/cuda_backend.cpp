@@ -1,6 +1,6 @@
-// The CUDA backend: device, stream, memory, events, spmm (cuSPARSELt) and gemm (cuBLASLt) with cached
-// plans; every other building block forwards to the kernels of kernels.h. The layout probe (run at
-// creation) is in layout_probe.cpp.
+// The CUDA backend: device, stream (and a side stream), memory, events, spmm (cuSPARSELt, tuned plans:
+// plan_tuning.h, plan_cache.h) and gemm (cuBLASLt) with cached plans; every other building block forwards
+// to the kernels of kernels.h. The layout probe (run at creation) is in layout_probe.cpp.
 //
 // Threading: the front end serializes the calls on one context, but they may come from different
 // threads, so every method that touches CUDA first makes the context's device current.
@@ -13,7 +13,8 @@
 #include "cuda/kernels.h"
 #include "cuda/layout_probe.h"
 #include "cuda/loader.h"
-#include "cuda/random_operands.h"
+#include "cuda/plan_cache.h"
+#include "cuda/plan_tuning.h"
 #include "half.h"
 #include "layout.h"
 #include "sparse24.h"
@@ -26,15 +27,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace s24 {
 namespace cuda {
 namespace {
 
-constexpr double kValidationTolerance = 1e-2;  // max |sparse - dense| / max |dense| of a validated plan
+constexpr int kTuneReps = 9;  // timed runs per tuning candidate (median)
 
 bool env_flag(const char* name) {
     const char* v = std::getenv(name);
@@ -211,9 +215,25 @@ public:
         use_device();
         launch_gather_rows(dtype, rows, cols, in, perm, out, stream_);
     }
-    void set_algorithm_search(bool on) override { search_ = on; }
     void spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
-              const void* b, bool b_transposed, void* c, bool c_transposed) override;
+              const void* b, bool b_transposed, void* c, bool c_transposed, SpmmAlgorithm algorithm) override;
+    void prepare_spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, bool b_transposed, bool c_transposed,
+                      SpmmAlgorithm algorithm) override {
+        use_device();
+        if (sparse_gemm_available(dtype, m, n, k, S24_LAYOUT_CUSPARSELT))
+            spmm_plan(SpmmRequest{(int)dtype, m, n, k, b_transposed, c_transposed}, algorithm);
+    }
+    void tune_spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, bool b_transposed, bool c_transposed,
+                   SpmmTuning* report) override;
+    void clear_plans() override {
+        use_device();
+        check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        plans_.clear();
+        if (cache_) cache_->clear();
+    }
+    void begin_side() override;
+    void end_side() override;
+    void wait_side() override;
     void gemm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a, bool a_transposed, const void* b,
               bool b_transposed, void* c) override {
         use_device();
@@ -246,7 +266,10 @@ private:
     }
 
     void use_device() const { check_cuda(cudaSetDevice(device_), "cudaSetDevice"); }
-    void* blas_workspace() { return blas_ws_.get(BlasLt::kWorkspaceBytes, stream_); }
+    // Each stream has its own cuBLASLt workspace (GEMMs on the two streams may run at once).
+    void* blas_workspace() {
+        return (forked_ ? blas_side_ws_ : blas_ws_).get(BlasLt::kWorkspaceBytes, stream_);
+    }
 
     // c (row-major [m, n], or [n, m] when c_transposed) = a_dense [m, k] times b, by cuBLASLt.
     void dense_product(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_dense, const void* b,
@@ -259,8 +282,12 @@ private:
         }
     }
 
-    SparseLt::Plan& spmm_plan(const SpmmKey& key);
-    std::unique_ptr<SparseLt::Plan> validated_plan(std::unique_ptr<SparseLt::Plan> plan);
+    SparseLt::Plan& spmm_plan(const SpmmRequest& request, SpmmAlgorithm algorithm);
+    std::unique_ptr<SparseLt::Plan> stored_plan(const SpmmRequest& request);
+    std::vector<SpmmForm> tuning_forms(const SpmmRequest& request) const;
+    TuneContext tune_context() {
+        return TuneContext{*sparse_, *blas_, blas_workspace(), lt_ws_, stream_, direct_layout_};
+    }
 
     int device_;
     cudaStream_t stream_ = nullptr;  // the legacy default stream until set_stream
@@ -270,13 +297,18 @@ private:
     const CusparseLtApi* lt_api_ = nullptr;
     const CublasLtApi* blas_api_ = nullptr;
     bool direct_layout_ = false;
-    bool search_ = false;
-    bool validate_plans_ = false;  // SPARSE24_VALIDATE_PLANS=1: validate every new plan, searched or not
+    bool validate_plans_ = false;  // SPARSE24_VALIDATE_PLANS=1: validate default-algorithm plans too
+    std::vector<SpmmForm> transposed_forms_;  // forms tuned for a c_transposed request (SPARSE24_SPMM_FORMS)
     std::string probe_report_;
+    // The side stream (created on the first fork) and the events ordering it with stream_.
+    cudaStream_t side_ = nullptr, main_ = nullptr;
+    cudaEvent_t fork_event_ = nullptr, join_event_ = nullptr;
+    bool forked_ = false;
 
     // Buffers (declared before the library objects, so destroyed after them).
     DeviceBuffer scratch_{"context scratch"};
     DeviceBuffer blas_ws_{"cuBLASLt workspace"};
+    DeviceBuffer blas_side_ws_{"cuBLASLt workspace of the side stream"};
     DeviceBuffer lt_ws_{"cuSPARSELt workspace"};
     DeviceBuffer dense_a_{"decompressed spmm operand"};
     DeviceBuffer repack_{"cuSPARSELt-compressed spmm operand"};
@@ -285,6 +317,9 @@ private:
 
     std::unique_ptr<BlasLt> blas_;
     std::unique_ptr<SparseLt> sparse_;  // null below compute capability 8.0 (no sparse tensor cores)
+    std::unique_ptr<PlanCache> cache_;  // the tuned choices on disk
+    // Plans by request and algorithm (TUNED: the tuned form and algorithm); destroyed before sparse_.
+    std::map<std::pair<SpmmRequest, bool>, std::unique_ptr<SparseLt::Plan>> plans_;
 };
 
 CudaBackend::CudaBackend(int device) : device_(device) {
@@ -319,6 +354,20 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     blas_ = std::make_unique<BlasLt>(*blas_api_);
     blas_workspace();
     validate_plans_ = env_flag("SPARSE24_VALIDATE_PLANS");
+    transposed_forms_ = {SpmmForm::ROW_C};
+    if (const char* forms = std::getenv("SPARSE24_SPMM_FORMS")) {
+        // A comma-separated subset of row_c, col_c, structured_b (the last two are off by default: see
+        // tuning_forms).
+        transposed_forms_.clear();
+        std::stringstream list(forms);
+        std::string name;
+        while (std::getline(list, name, ','))
+            for (SpmmForm f : {SpmmForm::ROW_C, SpmmForm::COL_C, SpmmForm::STRUCTURED_B})
+                if (name == form_name(f)) transposed_forms_.push_back(f);
+        if (transposed_forms_.empty())
+            fail(S24_ERROR_INVALID_ARGUMENT, std::string("SPARSE24_SPMM_FORMS: expected a comma-separated subset of "
+                                                         "row_c, col_c, structured_b, got '") + forms + "'");
+    }
     // Sparse tensor cores: compute capability 8.0 and newer. Without them (or where this cuSPARSELt
     // does not support the device), every spmm runs densely.
     if (cc_ < 80) {
@@ -336,6 +385,12 @@ CudaBackend::CudaBackend(int device) : device_(device) {
         const LayoutProbe probe = probe_cusparselt_layout(*sparse_, stream_);
         direct_layout_ = probe.direct;
         probe_report_ = probe.report;
+        int driver = 0;
+        check_cuda(cudaDriverGetVersion(&driver), "cudaDriverGetVersion");
+        char uuid[40];
+        char* p = uuid;
+        for (int i = 0; i < 16; ++i) p += std::snprintf(p, 3, "%02x", (unsigned)(unsigned char)props.uuid.bytes[i]);
+        cache_ = std::make_unique<PlanCache>(name_ + "/GPU-" + uuid, driver, lt_api_->version);
     }
     // A probe that faulted leaves the context unusable: say so now rather than on a later call.
     err = cudaDeviceSynchronize();
@@ -349,8 +404,13 @@ CudaBackend::~CudaBackend() {
     // The whole device, not stream_: the caller's stream may already be destroyed.
     (void)cudaSetDevice(device_);
     (void)cudaDeviceSynchronize();
+    plans_.clear();
     sparse_.reset();
+    if (side_) (void)cudaStreamDestroy(side_);
+    if (fork_event_) (void)cudaEventDestroy(fork_event_);
+    if (join_event_) (void)cudaEventDestroy(join_event_);
     blas_.reset();
+    blas_side_ws_.release();
     c_rows_.release();
     repack_tmp_.release();
     repack_.release();
@@ -361,97 +421,125 @@ CudaBackend::~CudaBackend() {
     (void)cudaGetLastError();
 }
 
-// ---- spmm ---------------------------------------------------------------------------------------------
+// ---- side stream --------------------------------------------------------------------------------------
 
-SparseLt::Plan& CudaBackend::spmm_plan(const SpmmKey& key) {
-    if (SparseLt::Plan* plan = sparse_->find(key)) return *plan;
-    std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(key);
-    // Our packed buffer is used as is only where the probe matched and the plan expects exactly its size.
-    plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, (s24_dtype)key.dtype, key.m, key.k);
-    if (key.search || validate_plans_) plan = validated_plan(std::move(plan));
-    return sparse_->insert(std::move(plan));
+void CudaBackend::begin_side() {
+    use_device();
+    if (forked_) fail(S24_ERROR_INTERNAL, "begin_side: the side stream is already in use");
+    if (side_ == nullptr) {
+        int least = 0, greatest = 0;  // the side stream's short GEMMs get SMs as the main stream's blocks retire
+        check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+        check_cuda(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
+        check_cuda(cudaEventCreateWithFlags(&fork_event_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        check_cuda(cudaEventCreateWithFlags(&join_event_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    }
+    check_cuda(cudaEventRecord(fork_event_, stream_), "cudaEventRecord (side stream)");
+    check_cuda(cudaStreamWaitEvent(side_, fork_event_, 0), "cudaStreamWaitEvent (side stream)");
+    main_ = stream_;
+    stream_ = side_;
+    forked_ = true;
 }
 
-// Runs the default algorithm (and, with the search on, cusparseLtMatmulSearch) once on random operands
-// of the plan's shape and compares with cuBLASLt's dense product of the same (uncompressed) matrix.
-// A searched algorithm that is off by more than kValidationTolerance is discarded for the default one;
-// a default algorithm that is off is an error (S24_ERROR_VALIDATION_FAILED). Synchronizes (once per plan).
-std::unique_ptr<SparseLt::Plan> CudaBackend::validated_plan(std::unique_ptr<SparseLt::Plan> plan) {
-    const SpmmKey key = plan->key;
-    const s24_dtype dtype = (s24_dtype)key.dtype;
-    const int64_t m = key.m, n = key.n, k = key.k;
-    const size_t a_elems = (size_t)m * (size_t)k, b_elems = (size_t)n * (size_t)k, c_elems = (size_t)m * (size_t)n;
-    const size_t pattern_a = std::min<size_t>(a_elems, (size_t(1) << 20) - 4);  // multiple of 4: whole 2:4 groups
-    const size_t pattern_b = std::min<size_t>(b_elems, (size_t(1) << 20) - 3);  // another period than A's
+void CudaBackend::end_side() {
+    if (!forked_) return;
+    stream_ = main_;
+    forked_ = false;
+}
 
-    DeviceBuffer a_dense("validation: A"), a_comp("validation: compressed A"), comp_tmp("validation: buffer"),
-        b_buf("validation: B"), ref("validation: dense product"), out("validation: sparse product");
-    void* d_a = a_dense.get(a_elems * 2, stream_);
-    void* d_ac = a_comp.get(plan->compressed_bytes, stream_);
-    void* d_tmp = comp_tmp.get(plan->compress_buffer_bytes, stream_);
-    void* d_b = b_buf.get(b_elems * 2, stream_);
-    void* d_ref = ref.get(c_elems * 2, stream_);
-    void* d_out = out.get(c_elems * 2, stream_);
-    upload_tiled(d_a, a_elems, random_24(pattern_a, dtype, 0xa11ce ^ (uint64_t)m), stream_);
-    upload_tiled(d_b, b_elems, random_dense(pattern_b, dtype, 0xb0b ^ (uint64_t)n), stream_);
-    sparse_->compress(*plan, d_a, d_ac, d_tmp, stream_);
-    dense_product(dtype, m, n, k, d_a, d_b, key.b_transposed, d_ref, false);
-    const std::vector<uint16_t> want = download16(d_ref, c_elems, stream_);
+void CudaBackend::wait_side() {
+    if (side_ == nullptr) return;
+    use_device();
+    check_cuda(cudaEventRecord(join_event_, side_), "cudaEventRecord (side stream)");
+    check_cuda(cudaStreamWaitEvent(stream_, join_event_, 0), "cudaStreamWaitEvent (side stream)");
+}
 
-    // max |got - want| / max |want|; infinite if got has a NaN or an infinity where want is finite.
-    auto relative_error = [&](const void* d_got) -> double {
-        const std::vector<uint16_t> got = download16(d_got, c_elems, stream_);
-        double max_diff = 0.0, max_ref = 0.0;
-        for (size_t i = 0; i < c_elems; ++i) {
-            const double w = decode(want[i], dtype), g = decode(got[i], dtype);
-            if (!std::isfinite(g)) return INFINITY;
-            max_diff = std::max(max_diff, std::fabs(g - w));
-            max_ref = std::max(max_ref, std::fabs(w));
-        }
-        return max_diff / std::max(max_ref, 1e-30);
-    };
-    auto run = [&](const SparseLt::Plan& p) -> double {
-        check_cuda(cudaMemsetAsync(d_out, 0xff, c_elems * 2, stream_), "cudaMemsetAsync");  // NaN: unwritten shows
-        sparse_->matmul(p, d_ac, d_b, d_out, lt_ws_.get(p.workspace_bytes, stream_), stream_);
-        return relative_error(d_out);
-    };
+// ---- spmm ---------------------------------------------------------------------------------------------
 
-    const double default_error = run(*plan);
-    if (!(default_error <= kValidationTolerance)) {
-        char text[96];
-        std::snprintf(text, sizeof text, "%.3g", default_error);
-        fail(S24_ERROR_VALIDATION_FAILED, std::string("cuSPARSELt's default algorithm (id ") +
-                                              std::to_string(plan->alg_id) +
-                                              ") disagrees with cuBLASLt's dense product: relative error " + text +
-                                              " > 1e-2" + key.describe());
-    }
-    if (!key.search) return plan;
+// The forms a request may be tuned to: ROW_C (a product stored as c^T is transposed by our kernel). Only
+// where SPARSE24_SPMM_FORMS asks for them: a column-major C (on an H100, with fp16 and a searched algorithm,
+// it returned CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-instruction fault)
+// and the structured operand as cuSPARSELt's B (on an H200 with cuSPARSELt 0.8.0, tuning it at
+// 16384x4096x16384 did not finish within 120 s).
+std::vector<SpmmForm> CudaBackend::tuning_forms(const SpmmRequest& request) const {
+    if (!request.c_transposed) return {SpmmForm::ROW_C};
+    return transposed_forms_;
+}
 
-    // The search is an optimization: where it fails, or its choice gives wrong results, the validated
-    // default algorithm stays (a CUDA fault would still show on the next call).
+// The choice stored on disk for this request, if there is one that is still allowed and validates.
+std::unique_ptr<SparseLt::Plan> CudaBackend::stored_plan(const SpmmRequest& request) {
+    PlanChoice choice;
+    if (!cache_ || !cache_->find(request, &choice)) return nullptr;
+    const std::vector<SpmmForm> forms = tuning_forms(request);
+    if (std::find(forms.begin(), forms.end(), choice.form) == forms.end()) return nullptr;
     try {
-        std::unique_ptr<SparseLt::Plan> searched = sparse_->create_plan(key);
-        searched->direct = plan->direct;
-        sparse_->search(*searched, d_ac, d_b, d_out, lt_ws_.get(searched->workspace_bytes, stream_), stream_);
-        const double searched_error = run(*searched);
-        if (searched_error <= kValidationTolerance) return searched;
+        std::unique_ptr<SparseLt::Plan> plan = sparse_->create_plan(
+            SpmmKey{request.dtype, request.m, request.n, request.k, request.b_transposed, choice.form}, choice.config);
+        TuneContext ctx = tune_context();
+        if (choice.config.id <= sparse_->max_alg_id(*plan) && validate_plan(ctx, *plan) <= kPlanTolerance) return plan;
     } catch (const Error&) {
         (void)cudaGetLastError();
     }
-    return plan;
+    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (after validating a stored plan)");
+    return nullptr;
+}
+
+SparseLt::Plan& CudaBackend::spmm_plan(const SpmmRequest& request, SpmmAlgorithm algorithm) {
+    const auto slot = std::make_pair(request, algorithm == SpmmAlgorithm::TUNED);
+    auto it = plans_.find(slot);
+    if (it != plans_.end()) return *it->second;
+    std::unique_ptr<SparseLt::Plan> plan;
+    if (algorithm == SpmmAlgorithm::DEFAULT) {
+        plan = sparse_->create_plan(
+            SpmmKey{request.dtype, request.m, request.n, request.k, request.b_transposed, SpmmForm::ROW_C});
+        // Our packed buffer is used as is only where the probe matched and the plan expects exactly its size.
+        plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, request.dtype, request.m, request.k);
+        if (validate_plans_) {
+            TuneContext ctx = tune_context();
+            const double error = validate_plan(ctx, *plan);
+            if (!(error <= kPlanTolerance)) {
+                char text[32];
+                std::snprintf(text, sizeof text, "%.3g", error);
+                fail(S24_ERROR_VALIDATION_FAILED, std::string("cuSPARSELt's default algorithm (") +
+                                                      plan->config.describe() +
+                                                      ") disagrees with cuBLASLt's dense product: relative error " +
+                                                      text + " > 1e-2" + request.describe());
+            }
+        }
+    } else {
+        plan = stored_plan(request);
+        if (!plan) {
+            TuneContext ctx = tune_context();
+            SpmmTuning report;
+            plan = tune_plan(ctx, request, tuning_forms(request), kTuneReps, &report);
+            if (cache_) cache_->store(request, PlanChoice{plan->key.form, plan->config, report.candidates[report.chosen].ms});
+        }
+    }
+    return *plans_.emplace(slot, std::move(plan)).first->second;
+}
+
+void CudaBackend::tune_spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, bool b_transposed, bool c_transposed,
+                            SpmmTuning* report) {
+    use_device();
+    if (!sparse_gemm_available(dtype, m, n, k, S24_LAYOUT_CUSPARSELT))
+        fail(S24_ERROR_NOT_SUPPORTED, "spmm tuning: this shape and dtype do not run on cuSPARSELt here (16-bit dtype, "
+                                      "m and k multiples of 64, n of 8, compute capability 8.0 or newer)");
+    const SpmmRequest request{(int)dtype, m, n, k, b_transposed, c_transposed};
+    TuneContext ctx = tune_context();
+    std::unique_ptr<SparseLt::Plan> plan = tune_plan(ctx, request, tuning_forms(request), kTuneReps, report);
+    if (cache_) cache_->store(request, PlanChoice{plan->key.form, plan->config, report->candidates[report->chosen].ms});
+    plans_[std::make_pair(request, true)] = std::move(plan);
 }
 
 void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const void* a_packed, s24_layout a_layout,
-                       const void* b, bool b_transposed, void* c, bool c_transposed) {
+                       const void* b, bool b_transposed, void* c, bool c_transposed, SpmmAlgorithm algorithm) {
     use_device();
     const size_t es = (size_t)dtype_size(dtype);
     if (a_layout == S24_LAYOUT_CUSPARSELT && sparse_gemm_available(dtype, m, n, k, a_layout) &&
         aligned(a_packed, 16) && aligned(b, 16) && aligned(c, 16)) {
-        // cuSPARSELt only ever writes a row-major C: on an H100 a column-major C with fp16 and a searched
-        // algorithm returned CUSPARSE_STATUS_INTERNAL_ERROR and left the context with a sticky illegal-
-        // instruction fault. c^T is written row-major into a buffer and transposed (one pass over c).
-        const SparseLt::Plan& plan = spmm_plan(SpmmKey{(int)dtype, m, n, k, b_transposed, search_});
-        void* c_rows = c_transposed ? c_rows_.get((size_t)m * (size_t)n * es, stream_) : c;
+        const SparseLt::Plan& plan = spmm_plan(SpmmRequest{(int)dtype, m, n, k, b_transposed, c_transposed}, algorithm);
+        // A ROW_C plan writes c row-major: c^T is written into a buffer and transposed (one pass over c).
+        const bool transpose = c_transposed && plan.key.form == SpmmForm::ROW_C;
+        void* c_out = transpose ? c_rows_.get((size_t)m * (size_t)n * es, stream_) : c;
         const void* a = a_packed;
         if (!plan.direct) {
             // Our layout is not cuSPARSELt's here: unpack, and let cuSPARSELt compress.
@@ -462,8 +550,8 @@ void CudaBackend::spmm(s24_dtype dtype, int64_t m, int64_t n, int64_t k, const v
             sparse_->compress(plan, dense, compressed, buffer, stream_);
             a = compressed;
         }
-        sparse_->matmul(plan, a, b, c_rows, lt_ws_.get(plan.workspace_bytes, stream_), stream_);
-        if (c_transposed) launch_transpose(dtype, m, n, c_rows, c, stream_);
+        sparse_->matmul(plan, a, b, c_out, lt_ws_.get(plan.workspace_bytes, stream_), stream_);
+        if (transpose) launch_transpose(dtype, m, n, c_out, c, stream_);
         return;
     }
     // Dense path: unpack (unless already dense) and multiply with cuBLASLt.

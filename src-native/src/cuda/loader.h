@@ -38,6 +38,7 @@ namespace cuda {
     X(cusparseLtMatmulAlgSelectionInit)      \
     X(cusparseLtMatmulAlgSelectionDestroy)   \
     X(cusparseLtMatmulAlgGetAttribute)       \
+    X(cusparseLtMatmulAlgSetAttribute)       \
     X(cusparseLtMatmulPlanInit)              \
     X(cusparseLtMatmulPlanDestroy)           \
     X(cusparseLtMatmulGetWorkspace)          \

@@ -39,7 +39,10 @@ public final class TorchTensors {
     private TorchTensors() {
     }
 
-    /** The sparse24 dtype of a LibTorch scalar type: Float, BFloat16 or Half; other types are rejected. */
+    /**
+     * The sparse24 dtype of a LibTorch scalar type: Float, BFloat16, Half, or Int, Long, Byte (the integer
+     * arrays of the ops); other types are rejected.
+     */
     public static DType dtype(ScalarType type) {
         if (type == null) {
             throw new IllegalArgumentException("scalar type must not be null (Float, BFloat16 or Half)");
@@ -51,9 +54,16 @@ public final class TorchTensors {
                 return DType.BF16;
             case Half:
                 return DType.FP16;
+            case Int:
+                return DType.INT32;
+            case Long:
+                return DType.INT64;
+            case Byte:
+                return DType.UINT8;
             default:
                 throw new IllegalArgumentException("scalar type " + type
-                        + " has no sparse24 dtype: expected Float (FP32), BFloat16 (BF16) or Half (FP16)");
+                        + " has no sparse24 dtype: expected Float (FP32), BFloat16 (BF16) or Half (FP16) for"
+                        + " matrices, Int (INT32), Long (INT64) or Byte (UINT8) for index arrays");
         }
     }
 
@@ -69,6 +79,12 @@ public final class TorchTensors {
                 return ScalarType.BFloat16;
             case FP16:
                 return ScalarType.Half;
+            case INT32:
+                return ScalarType.Int;
+            case INT64:
+                return ScalarType.Long;
+            case UINT8:
+                return ScalarType.Byte;
             default:
                 throw new IllegalArgumentException("unknown dtype " + dtype);
         }

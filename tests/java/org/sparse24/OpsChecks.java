@@ -242,7 +242,7 @@ abstract class OpsChecks {
                 }
             }
             out.poison(0xFF);
-            Sparse24Ops.gatherRows(in, null, out);
+            Sparse24Ops.gatherRows(in, (int[]) null, out);
             assertArrayEquals(FfnChecks.bits(stored), FfnChecks.bits(out.toFloats()), "null perm copies");
         }
     }

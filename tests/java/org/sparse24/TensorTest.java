@@ -28,7 +28,7 @@ class TensorTest {
     }
 
     @ParameterizedTest
-    @EnumSource(DType.class)
+    @EnumSource(value = DType.class, names = {"FP32", "BF16", "FP16"})
     void floatsRoundTripThroughTheDtype(DType dtype) {
         float[] values = TestData.normal(new Random(3), 24, 100);
         try (Tensor t = Tensor.fromFloats(ctx, dtype, values, 2, 3, 4)) {
@@ -43,7 +43,7 @@ class TensorTest {
     }
 
     @ParameterizedTest
-    @EnumSource(DType.class)
+    @EnumSource(value = DType.class, names = {"FP32", "BF16", "FP16"})
     void poisonSetsEveryByte(DType dtype) {
         try (Tensor t = Tensor.allocate(ctx, dtype, 5, 3)) {
             t.poison(0xFF);
@@ -52,6 +52,30 @@ class TensorTest {
             }
             t.poison(0);
             assertArrayEquals(new float[15], t.toFloats());
+        }
+    }
+
+    @Test
+    void integerTensorsRoundTripAndRefuseFloats() {
+        int[] ints = {7, -1, 0, 1 << 30, 5, 6};
+        try (Tensor i = Tensor.fromInts(ctx, ints, 2, 3);
+             Tensor l = Tensor.allocate(ctx, DType.INT64, 4);
+             Tensor b = Tensor.allocate(ctx, DType.UINT8, 3)) {
+            assertArrayEquals(ints, i.toInts());
+            assertEquals(24, i.byteSize());
+            l.poison(0);
+            assertArrayEquals(new long[4], l.toLongs());
+            b.copyFrom(new byte[] {1, 0, (byte) 255});
+            assertArrayEquals(new byte[] {1, 0, (byte) 255}, b.toBytes());
+            MessageAssertions.assertThrowsNaming(IllegalArgumentException.class, i::toFloats, "INT32",
+                    "expected a floating dtype");
+            MessageAssertions.assertThrowsNaming(IllegalArgumentException.class, i::toLongs, "expected dtype INT64",
+                    "got INT32");
+            MessageAssertions.assertThrowsNaming(IllegalArgumentException.class, () -> i.copyFrom(new int[5]),
+                    "expected 6 elements", "got 5");
+            MessageAssertions.assertThrowsNaming(IllegalArgumentException.class,
+                    () -> new SparseFfn(ctx, 8, 16, DType.INT32, SparseFfnOptions.defaults()), "dtype",
+                    "floating dtype", "INT32");
         }
     }
 

@@ -51,7 +51,7 @@ class TorchTensorsTest {
             assertEquals(d, TorchTensors.dtype(TorchTensors.scalarType(d)));
         }
         assertThrowsNaming(IllegalArgumentException.class, () -> TorchTensors.dtype(ScalarType.Double), "Double",
-                "Float (FP32), BFloat16 (BF16) or Half (FP16)");
+                "Float (FP32), BFloat16 (BF16) or Half (FP16) for matrices, Int (INT32), Long (INT64) or Byte (UINT8)");
     }
 
     @Test
@@ -142,8 +142,12 @@ class TorchTensorsTest {
         Tensor d = tensor(iota(4), 4).to(ScalarType.Double);
         assertThrowsNaming(IllegalArgumentException.class, () -> TorchTensors.borrow(ctx, d, "w1"), "w1:",
                 "Double", "Float (FP32)");
-        Tensor i = tensor(iota(4), 4).to(ScalarType.Int);
-        assertThrowsNaming(IllegalArgumentException.class, () -> TorchTensors.borrow(ctx, i, "w1"), "w1:", "Int");
+        Tensor i = tensor(iota(4), 4).to(ScalarType.Short);
+        assertThrowsNaming(IllegalArgumentException.class, () -> TorchTensors.borrow(ctx, i, "w1"), "w1:", "Short");
+        try (org.sparse24.Tensor ints = TorchTensors.borrow(ctx, tensor(iota(4), 4).to(ScalarType.Int), "idx")) {
+            assertEquals(DType.INT32, ints.dtype()); // index arrays of the ops
+            assertArrayEquals(new int[] {-3, -2, -2, -1}, ints.toInts()); // iota: -3, -2.5, -2, -1.5 truncated
+        }
     }
 
     @Test

@@ -14,6 +14,7 @@ import java.util.Locale;
 import java.util.Random;
 import java.util.function.Supplier;
 
+import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.Pointer;
 import org.sparse24.Backend;
 import org.sparse24.DType;
@@ -35,11 +36,18 @@ import org.sparse24.Tensor;
  * <pre>
  * java org.sparse24.bench.FfnBenchmark OUTDIR [--shapes TxDxF,...] [--reps 20] [--warmup 5]
  *                                             [--backend AUTO|CPU|CUDA] [--dtype BF16|FP16|FP32] [--no-search]
+ *                                             [--crossover] [--clear-plans]
  * </pre>
  * Per shape (T tokens, d model width, f FFN width): the fused row-wise sparsify kernel and the transposed split
- * kernel (ms, GB/s, % of the measured copy bandwidth), the four GEMMs of the FFN sparse (cuSPARSELt) against
- * dense (cuBLASLt) of the same shape, and the FFN forward, backward and both, sparse (default options) against
- * dense (no 2:4). Times are medians of {@code reps} runs after {@code warmup} runs, between two events of the
+ * kernel (ms, GB/s, % of the measured copy bandwidth) through {@code Sparse24Ops} with device-resident index and
+ * count tensors (one call between two events) next to the same call 10 times back to back (the kernel's own
+ * time: launches overlap the previous kernel) and the host-array convenience call; the four GEMMs of the FFN
+ * sparse (cuSPARSELt, tuned plans) against dense (cuBLASLt) of the same shape; the time to prepare the FFN's
+ * plans ({@code SparseFfn.tune}: a tuning run, or plans read back from the plan cache); and the FFN forward,
+ * backward and both, sparse (default options) against dense (no 2:4). {@code --crossover} measures only the FFN,
+ * over T in {2048, 4096, 8192, 16384, 32768} and (d, f) in {(2048, 8192), (4096, 16384), (8192, 28672)}, and
+ * writes OUTDIR/crossover.md (a markdown table). {@code --clear-plans} deletes the plan cache first (a fresh
+ * tuning run). Times are medians of {@code reps} runs after {@code warmup} runs, between two events of the
  * context's stream (CUDA events; the host clock on the CPU backend). Inputs are random normal (x ~ N(0.5, 1),
  * w1 ~ N(shift, 0.02) so ~88% of relu(H) is zero as in trained models, w2 ~ N(0, 0.02), dz ~ N(0, 1)), tiled
  * from blocks of 2^22 values. Writes OUTDIR/ffn-benchmark.json and OUTDIR/ffn-benchmark.csv (after every
@@ -49,6 +57,9 @@ import org.sparse24.Tensor;
 public final class FfnBenchmark {
     private static final String CUDA_SHAPES = "16384x2048x8192,16384x4096x16384,8192x8192x28672";
     private static final String CPU_SHAPES = "256x256x1024";
+    private static final long[] CROSSOVER_TOKENS = {2048, 4096, 8192, 16384, 32768};
+    private static final long[][] CROSSOVER_WIDTHS = {{2048, 8192}, {4096, 16384}, {8192, 28672}};
+    private static final int BACK_TO_BACK = 10;
     private static final int BLOCK = 1 << 22;
     private static final long SEED = 24;
 
@@ -68,6 +79,8 @@ public final class FfnBenchmark {
     private Backend backend = Backend.AUTO;
     private DType dtype = DType.BF16;
     private boolean search = true;
+    private boolean crossover;
+    private boolean clearPlans;
 
     // state
     private Sparse24 ctx;
@@ -92,7 +105,7 @@ public final class FfnBenchmark {
         } catch (IllegalArgumentException e) {
             System.err.println("FfnBenchmark: " + e.getMessage());
             System.err.println("usage: FfnBenchmark OUTDIR [--shapes TxDxF,...] [--reps N] [--warmup N] "
-                    + "[--backend AUTO|CPU|CUDA] [--dtype BF16|FP16|FP32] [--no-search]");
+                    + "[--backend AUTO|CPU|CUDA] [--dtype BF16|FP16|FP32] [--no-search] [--crossover] [--clear-plans]");
             System.exit(2);
             return;
         }
@@ -109,6 +122,14 @@ public final class FfnBenchmark {
             String option = args[i];
             if (option.equals("--no-search")) {
                 b.search = false;
+                continue;
+            }
+            if (option.equals("--crossover")) {
+                b.crossover = true;
+                continue;
+            }
+            if (option.equals("--clear-plans")) {
+                b.clearPlans = true;
                 continue;
             }
             if (i + 1 >= args.length) {
@@ -169,9 +190,16 @@ public final class FfnBenchmark {
             System.out.printf("device: %s; %s, median of %d runs after %d warm-up runs, algorithm search %s%n",
                     ctx.info().deviceName(), dtype, reps, warmup, search ? "on" : "off");
             ctx.setAlgorithmSearch(search);
+            if (clearPlans) {
+                ctx.clearPlanCache();
+            }
             start = Event.create(ctx);
             middle = Event.create(ctx);
             end = Event.create(ctx);
+            if (crossover) {
+                crossover();
+                return finish();
+            }
             measure("-", "copy bandwidth", this::copyBandwidth);
             for (long[] s : list) {
                 String shape = s[0] + "x" + s[1] + "x" + s[2];
@@ -186,11 +214,76 @@ public final class FfnBenchmark {
         } catch (RuntimeException | Error e) {
             fail("-", "context", e);
         }
+        return finish();
+    }
+
+    private int finish() {
         write();
         System.out.printf("%n%d measurements, %d failed; results in %s%n", rows.size(), failures.size(),
                 outDir.toAbsolutePath());
         failures.forEach(f -> System.out.println("FAILED " + f));
         return failures.size();
+    }
+
+    // ---- crossover -----------------------------------------------------------------------------------------
+
+    /**
+     * The FFN, sparse against dense, over the crossover grid; per (d, f) the inputs are allocated once for the
+     * largest T and the smaller T use their leading rows.
+     */
+    private void crossover() {
+        double flopsPerRep = 0;
+        for (long[] w : CROSSOVER_WIDTHS) {
+            for (long t : CROSSOVER_TOKENS) {
+                flopsPerRep += 2 * 6.0 * t * w[0] * w[1];  // forward + backward, sparse and dense: 2 x 3 GEMMs
+            }
+        }
+        System.out.printf("crossover: %d shapes, %d runs each; estimated %.0f s of FFN calls at ~500 TFLOP/s, plus "
+                        + "the plans' tuning (a few seconds a shape, once: kept in the plan cache)%n",
+                CROSSOVER_TOKENS.length * CROSSOVER_WIDTHS.length, reps + warmup,
+                flopsPerRep * (reps + warmup) / 500e12);
+        System.out.printf("%-22s %10s %10s %8s  %s%n", "what", "ms", "dense ms", "speedup", "note");
+        StringBuilder md = new StringBuilder("| T × d × f | forward | backward | forward + backward |\n|---|---|---|---|\n");
+        for (long[] w : CROSSOVER_WIDTHS) {
+            long d = w[0];
+            long f = w[1];
+            long tMax = CROSSOVER_TOKENS[CROSSOVER_TOKENS.length - 1];
+            double shift = -1.2 * Math.sqrt(1.25 * d) * 0.02 / (0.5 * d);
+            try (Tensor xAll = random("x", 0, 0.5, 1, tMax, d);
+                 Tensor w1 = random("w1", 1, shift, 0.02, f, d);
+                 Tensor w2 = random("w2", 2, 0, 0.02, d, f);
+                 Tensor dzAll = random("dz", 3, 0, 1, tMax, d);
+                 Tensor zAll = Tensor.allocate(ctx, dtype, tMax, d).named("z");
+                 Tensor dxAll = Tensor.allocate(ctx, dtype, tMax, d).named("dx");
+                 Tensor dw1 = Tensor.allocate(ctx, dtype, f, d).named("dw1");
+                 Tensor dw2 = Tensor.allocate(ctx, dtype, d, f).named("dw2")) {
+                for (long t : CROSSOVER_TOKENS) {
+                    String shape = t + "x" + d + "x" + f;
+                    try (Tensor x = rowsOf(xAll, t); Tensor dz = rowsOf(dzAll, t); Tensor z = rowsOf(zAll, t);
+                         Tensor dx = rowsOf(dxAll, t)) {
+                        int before = rows.size();
+                        measure(shape, "FFN", () -> ffn(shape, t, d, f, x, w1, w2, dz, z, dx, dw1, dw2));
+                        if (rows.size() - before >= 3) {
+                            Row fwd = rows.get(before);
+                            Row bwd = rows.get(before + 1);
+                            Row both = rows.get(before + 2);
+                            md.append(String.format("| %d × %d × %d | %.2f× | %.2f× | %.2f× |%n", t, d, f,
+                                    fwd.speedup(), bwd.speedup(), both.speedup()));
+                        }
+                    }
+                    writeText("crossover.md", md.toString());
+                }
+            } catch (RuntimeException | Error e) {
+                fail(d + "x" + f, "crossover", e);
+            }
+        }
+        System.out.println();
+        System.out.print(md);
+    }
+
+    /** A view of the first {@code n} rows of {@code t} (same memory). */
+    private Tensor rowsOf(Tensor t, long n) {
+        return Tensor.borrow(ctx, t.data(), t.dtype(), n, t.dim(1)).named(t.name());
     }
 
     // ---- measurements ------------------------------------------------------------------------------------
@@ -203,7 +296,7 @@ public final class FfnBenchmark {
              Tensor b = Tensor.allocate(ctx, DType.BF16, bytes / 2 / cols, cols)) {
             a.poison(0x3c);
             b.poison(0);
-            double ms = time(() -> Sparse24Ops.gatherRows(a, null, b));
+            double ms = time(() -> Sparse24Ops.gatherRows(a, (Tensor) null, b));
             copyGbps = 2.0 * bytes / ms / 1e6;
             return List.of(new Row("-", "copy " + (bytes >> 20) + " MiB context to context", ms, Double.NaN,
                     copyGbps, 100, Double.NaN, "bytes read + written"));
@@ -230,32 +323,50 @@ public final class FfnBenchmark {
              Tensor denseCols = k > 0 ? Tensor.allocate(ctx, dtype, T, k).named("denseCols") : null;
              PackedMatrix yhat = PackedMatrix.allocate(ctx, layout, dtype, T, f);
              PackedMatrix yt = PackedMatrix.allocate(ctx, layout, dtype, f, T)) {
-            // H = X W1^T as the FFN computes it; its 2:4 Yhat, the dense features and the split Yt for the GEMMs
+            // H = X W1^T as the FFN computes it; its 2:4 Yhat, the dense features and the split Yt for the GEMMs.
+            // The index, count and total arrays live in the context's memory, as the FFN keeps them.
             Sparse24Ops.gemm(x, false, w1, true, h);
-            int[] counts = new int[Math.toIntExact(f)];
-            Sparse24Ops.sparsify24Rows(h, false, yhat, counts);
-            int[] denseIdx = Sparse24Ops.selectDenseFeatures(ctx, counts, k);
             int[] perm = Sparse24Ops.tokenPermutation(SEED, 0, Math.toIntExact(T));
-            Sparse24Ops.sparsify24ColsSplit(yhat, perm, denseIdx, yt, denseCols);
-
-            double rowsBytes = (double) h.byteSize() + yhat.byteSize();
-            double splitBytes = (double) yhat.byteSize() + yt.byteSize();
-            measure(shape, "sparsify24_rows", () -> List.of(bandwidth(shape, "sparsify24_rows " + layout + " (Java API)",
-                    time(() -> Sparse24Ops.sparsify24Rows(h, false, yhat, counts)), rowsBytes, "read H + write Yhat")));
-            measure(shape, "sparsify24_cols_split", () -> List.of(bandwidth(shape,
-                    "cols_split " + layout + " (Java API)",
-                    time(() -> Sparse24Ops.sparsify24ColsSplit(yhat, perm, denseIdx, yt, denseCols)), splitBytes,
-                    "read Yhat + write Yt; perm, " + k + " dense features")));
-            measure(shape, "kernels only", () -> {
-                try (KernelCalls kernels = new KernelCalls(ctx, f, perm, denseIdx)) {
-                    return List.of(
-                            bandwidth(shape, "sparsify24_rows " + layout + " (kernel)",
-                                    time(() -> kernels.sparsifyRows(h, yhat)), rowsBytes, "read H + write Yhat"),
-                            bandwidth(shape, "cols_split " + layout + " (kernel)",
-                                    time(() -> kernels.colsSplit(yhat, yt, denseCols)), splitBytes,
-                                    "read Yhat + write Yt; perm, " + k + " dense features"));
+            try (Tensor counts = Tensor.allocate(ctx, DType.INT32, f).named("counts");
+                 Tensor totals = Tensor.allocate(ctx, DType.INT64, 2).named("totals");
+                 Tensor isDense = Tensor.allocate(ctx, DType.UINT8, f).named("isDense");
+                 Tensor denseIdx = k > 0 ? Tensor.allocate(ctx, DType.INT32, k).named("denseIdx") : null;
+                 Tensor permT = Tensor.fromInts(ctx, perm, T).named("perm")) {
+                Sparse24Ops.sparsify24Rows(h, false, yhat, counts, totals);
+                if (k > 0) {
+                    Sparse24Ops.selectDenseFeatures(counts, denseIdx, isDense);
+                } else {
+                    isDense.copyFrom(new byte[Math.toIntExact(f)]);
                 }
-            });
+                Sparse24Ops.sparsify24ColsSplit(yhat, permT, isDense, denseIdx, yt, denseCols, totals);
+                int[] countsHost = counts.toInts();
+                int[] denseIdxHost = denseIdx == null ? new int[0] : denseIdx.toInts();
+
+                double rowsBytes = (double) h.byteSize() + yhat.byteSize();
+                double splitBytes = (double) yhat.byteSize() + yt.byteSize();
+                String splitNote = "read Yhat + write Yt; perm, " + k + " dense features";
+                measure(shape, "sparsify24_rows", () -> List.of(
+                        bandwidth(shape, "sparsify24_rows " + layout + " (Java API)",
+                                time(() -> Sparse24Ops.sparsify24Rows(h, false, yhat, counts, totals)), rowsBytes,
+                                "read H + write Yhat; device counts and totals, one call"),
+                        bandwidth(shape, "sparsify24_rows " + layout + " (kernel)",
+                                timeBackToBack(() -> Sparse24Ops.sparsify24Rows(h, false, yhat, counts, totals)),
+                                rowsBytes, BACK_TO_BACK + " calls back to back: the kernel's own time"),
+                        bandwidth(shape, "sparsify24_rows " + layout + " (host arrays)",
+                                time(() -> Sparse24Ops.sparsify24Rows(h, false, yhat, countsHost)), rowsBytes,
+                                "int[] counts: allocated, copied back, synchronized per call")));
+                measure(shape, "sparsify24_cols_split", () -> List.of(
+                        bandwidth(shape, "cols_split " + layout + " (Java API)",
+                                time(() -> Sparse24Ops.sparsify24ColsSplit(yhat, permT, isDense, denseIdx, yt,
+                                        denseCols, totals)), splitBytes, splitNote + "; device indices, one call"),
+                        bandwidth(shape, "cols_split " + layout + " (kernel)",
+                                timeBackToBack(() -> Sparse24Ops.sparsify24ColsSplit(yhat, permT, isDense, denseIdx,
+                                        yt, denseCols, totals)), splitBytes,
+                                BACK_TO_BACK + " calls back to back: the kernel's own time"),
+                        bandwidth(shape, "cols_split " + layout + " (host arrays)",
+                                time(() -> Sparse24Ops.sparsify24ColsSplit(yhat, perm, denseIdxHost, yt, denseCols)),
+                                splitBytes, "int[] indices: allocated, copied, synchronized per call")));
+            }
 
             // sparse GEMM (Yhat stands in for dH: same shape and mask) against the dense GEMM the dense FFN runs
             double flops = 2.0 * T * d * f;
@@ -290,6 +401,10 @@ public final class FfnBenchmark {
              SparseFfn dense = new SparseFfn(ctx, d, f, dtype, SparseFfnOptions.dense());
              SavedState sparseSaved = sparse.newSavedState(T);
              SavedState denseSaved = dense.newSavedState(T)) {
+            long t0 = System.nanoTime();
+            sparse.tune(T);  // the plans: tuned now, or read back from the plan cache and validated
+            double prepareMs = (System.nanoTime() - t0) / 1e6;
+            dense.tune(T);
             double[] s = timeFfn(sparse, sparseSaved, x, w1, w2, dz, z, dx, dw1, dw2);
             double[] n = timeFfn(dense, denseSaved, x, w1, w2, dz, z, dx, dw1, dw2);
             PlanInfo plan = sparse.planInfo(T);
@@ -306,7 +421,9 @@ public final class FfnBenchmark {
                     new Row(shape, "FFN forward+backward", s[2], n[2], Double.NaN, Double.NaN, 6 * flops / n[2] / 1e9,
                             path),
                     new Row(shape, "sparsity (sparse FFN)", Double.NaN, Double.NaN, Double.NaN, Double.NaN,
-                            Double.NaN, stats));
+                            Double.NaN, stats),
+                    new Row(shape, "plans prepared (SparseFfn.tune)", prepareMs, Double.NaN, Double.NaN, Double.NaN,
+                            Double.NaN, "host ms: a tuning run, or the plan cache read back and validated"));
         }
     }
 
@@ -350,6 +467,15 @@ public final class FfnBenchmark {
         return median(ms);
     }
 
+    /** Median over {@code reps} of the time of {@link #BACK_TO_BACK} calls in a row, divided by their number. */
+    private double timeBackToBack(Runnable op) {
+        return time(() -> {
+            for (int i = 0; i < BACK_TO_BACK; i++) {
+                op.run();
+            }
+        }) / BACK_TO_BACK;
+    }
+
     private static double median(float[] values) {
         float[] v = values.clone();
         Arrays.sort(v);
@@ -383,7 +509,7 @@ public final class FfnBenchmark {
             }
             for (long offset = 0; offset < n; offset += chunk.length) {
                 int len = (int) Math.min(chunk.length, n - offset);
-                try (Tensor view = Tensor.borrow(ctx, at(t.data(), offset * dtype.byteSize()), dtype, len)) {
+                try (Tensor view = Tensor.borrow(ctx, at(t, offset * dtype.byteSize()), dtype, len)) {
                     view.copyFrom(len == chunk.length ? chunk : Arrays.copyOf(chunk, len));
                 }
             }
@@ -394,14 +520,9 @@ public final class FfnBenchmark {
         }
     }
 
-    /** A pointer {@code bytes} past {@code base} (a buffer start, position 0). */
-    private static Pointer at(Pointer base, long bytes) {
-        long target = base.address() + bytes;
-        return new Pointer() {
-            {
-                address = target;
-            }
-        };
+    /** A view of {@code t}'s memory {@code bytes} past its start (JavaCPP's position, in bytes). */
+    private static Pointer at(Tensor t, long bytes) {
+        return new BytePointer(t.data()).position(bytes);
     }
 
     /** Runs one measurement; a failure is recorded and printed, and the benchmark goes on. */
@@ -469,11 +590,15 @@ public final class FfnBenchmark {
             json.append(i == 0 ? "\n    " : ",\n    ").append(jsonText(failures.get(i)));
         }
         json.append("\n  ]\n}\n");
+        writeText("ffn-benchmark.csv", csv.toString());
+        writeText("ffn-benchmark.json", json.toString());
+    }
+
+    private void writeText(String file, String text) {
         try {
-            Files.writeString(outDir.resolve("ffn-benchmark.csv"), csv, StandardCharsets.UTF_8);
-            Files.writeString(outDir.resolve("ffn-benchmark.json"), json, StandardCharsets.UTF_8);
+            Files.writeString(outDir.resolve(file), text, StandardCharsets.UTF_8);
         } catch (IOException e) {
-            System.out.println("FfnBenchmark: cannot write the results to " + outDir + ": " + e);
+            System.out.println("FfnBenchmark: cannot write " + file + " to " + outDir + ": " + e);
         }
     }
 
