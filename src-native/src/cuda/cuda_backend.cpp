@@ -492,7 +492,7 @@ SparseLt::Plan& CudaBackend::spmm_plan(const SpmmRequest& request, SpmmAlgorithm
         plan = sparse_->create_plan(
             SpmmKey{request.dtype, request.m, request.n, request.k, request.b_transposed, SpmmForm::ROW_C});
         // Our packed buffer is used as is only where the probe matched and the plan expects exactly its size.
-        plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, request.dtype, request.m, request.k);
+        plan->direct = direct_layout_ && plan->compressed_bytes == packed_bytes(S24_LAYOUT_CUSPARSELT, (s24_dtype)request.dtype, request.m, request.k);
         if (validate_plans_) {
             TuneContext ctx = tune_context();
             const double error = validate_plan(ctx, *plan);

@@ -15,7 +15,7 @@ namespace {
 
 // "" when our compression of one random matrix matches cuSPARSELt's, else the difference.
 std::string probe_one(SparseLt& sparse, s24_dtype dtype, int64_t rows, int64_t cols, cudaStream_t stream) {
-    const SpmmKey key{(int)dtype, rows, 64, cols, false, false};
+    const SpmmKey key{(int)dtype, rows, 64, cols, false, SpmmForm::ROW_C};
     std::unique_ptr<SparseLt::Plan> plan = sparse.create_plan(key);
     const size_t expected = packed_bytes(S24_LAYOUT_CUSPARSELT, dtype, rows, cols);
     const std::string where = std::string(dtype_name(dtype)) + " " + std::to_string(rows) + "x" + std::to_string(cols);
