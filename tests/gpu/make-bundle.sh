@@ -200,8 +200,11 @@ if (( ${#EXAMPLES_JARS[@]} > 0 )); then
     mkdir -p "$OUT/examples/lib"
     cp "${EXAMPLES_JARS[@]}" "$OUT/examples/"
     # its own dependencies; sparse24 and the JavaCPP presets are in lib/ and the LibTorch parts
+    # (XChart and its PDF/SVG jars stay out: the report mode runs on a JDK machine, and java.desktop would
+    # double the runtime's size)
     "${MVN_CMD[@]}" -f examples/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
-        -DexcludeGroupIds=org.bytedeco,org.sparse24 -DoutputDirectory="$OUT/examples/lib" \
+        -DexcludeGroupIds=org.bytedeco,org.sparse24,org.knowm.xchart,de.erichseifert.vectorgraphics2d,com.madgag,de.rototor.pdfbox,org.apache.pdfbox,commons-logging \
+        -DoutputDirectory="$OUT/examples/lib" \
         -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" \
         || die "dependency:copy-dependencies of examples/ failed"
     EXAMPLES_PRESENT=1
@@ -228,7 +231,8 @@ module_deps() { # the JDK modules that the given jars/folders use, comma-separat
         | grep -E '^[a-z][a-z0-9.]*(,[a-z][a-z0-9.]*)*$' | tail -n1 || true
 }
 shopt -s nullglob
-DEPS_APP="$(module_deps "$OUT"/lib/*.jar "$OUT/test-classes" "$OUT"/examples/*.jar "$OUT"/examples/lib/*.jar)"
+# (the examples jar is left out: only its report mode, not run there, uses java.desktop)
+DEPS_APP="$(module_deps "$OUT"/lib/*.jar "$OUT/test-classes" "$OUT"/examples/lib/*.jar)"
 shopt -u nullglob
 # The console launcher's java.sql use is univocity's JDBC ResultSet routines (shaded into the params
 # module, never used by @CsvSource): not worth its megabyte.

@@ -27,6 +27,7 @@
 #   TIMEOUT_TRAIN=600            (seconds)
 #   TORCH_DIR=/tmp/sparse24-torch   where torch-assemble.sh put LibTorch (lib/*.jar)
 #   TRAIN_ARGS                   the training example's arguments
+#   BENCH_ARGS                   the benchmark's options after the results folder (e.g. --crossover)
 #   SPARSE24_CUSPARSELT_PATH, SPARSE24_CUBLASLT_PATH   directory (or file) of libcusparseLt.so.0 /
 #                                libcublasLt.so.13; found through python3's nvidia wheels if unset
 #   PYTHON=python3               the Python asked where NVIDIA's wheels are
@@ -291,7 +292,10 @@ fi
 if wanted bench; then
     if [[ "${BENCH_PRESENT:-0}" != 1 ]]; then skip bench "$BENCH_CLASS is not in the bundle"
     elif [[ ! -x "$JAVA" ]]; then missing bench "no Java runtime at $JAVA"
-    else step bench "$TIMEOUT_BENCH" "$RES/bench.log" "$JAVA" "${JVM[@]}" -cp "$CP" "$BENCH_CLASS" "$RES"; fi
+    else
+        read -r -a BENCH <<< "${BENCH_ARGS:-}"
+        step bench "$TIMEOUT_BENCH" "$RES/bench.log" "$JAVA" "${JVM[@]}" -cp "$CP" "$BENCH_CLASS" "$RES" "${BENCH[@]}"
+    fi
 fi
 
 if wanted nativebench; then
