@@ -520,7 +520,7 @@ void run(GradSplitArgs a, cudaStream_t stream, const char* what) {
     static std::atomic<int> cache[kMaxDevices];
     auto kernel = grad_split_kernel<BF16, OUT, MINB, PF, L2SEG>;
     int dev = 0;
-    check(cudaGetDevice(&dev), what);
+    check_cuda(cudaGetDevice(&dev), what);
     int per_sm = dev < kMaxDevices ? cache[dev].load(std::memory_order_relaxed) : 0;
     if (per_sm == 0) {
         per_sm = blocks_per_sm(kernel, kThreads, 0, what);
@@ -584,7 +584,7 @@ void launch_grad_split24(s24_dtype dtype, int64_t tokens, int64_t features, cons
     if (variant < 0) variant = kDefaultVariant;
     if (variant >= kVariantCount)
         throw Error(S24_ERROR_INVALID_ARGUMENT, std::string(what) + ": variant must be < " + std::to_string(kVariantCount));
-    if (totals) check(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
+    if (totals) check_cuda(cudaMemsetAsync(totals, 0, 2 * sizeof(int64_t), stream), what);
     if (tokens <= 0 || features <= 0) return;
     GradSplitArgs a;
     a.y = static_cast<const uint8_t*>(y_packed);
