@@ -8,9 +8,10 @@
 # CUDA backend that reports it unavailable), so no nvcc and no GPU are needed: the mutants are judged by the
 # CPU suite (Java tests on the CPU backend, s24_cpu_backend_test, s24_native_check check --cpu-only).
 #
-# Usage: tests/mutation.sh [mutant...]     (default: all; names as in the table below)
-# Needs: g++, Maven with the project's dependencies cached (runs offline), python3. Takes ~30 minutes on
-# 2 cores for all mutants. SPARSE24_MUTATION_DIR chooses the scratch directory (default: a new temp dir).
+# Usage: tests/mutation.sh [mutant...]     (default: all; names as in the table below). Given the directory
+# of an earlier run, it reuses that run's copy and baseline.
+# Needs: g++, Maven with the project's dependencies cached (runs offline), python3. Takes ~40 minutes on
+# 2 busy cores for all mutants. SPARSE24_MUTATION_DIR chooses the scratch directory (default: a new temp dir).
 # Exit status: 0 if every mutant was caught, 1 otherwise.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -86,13 +87,16 @@ for f in sorted(glob.glob(sys.argv[1] + "/TEST-*.xml")):
 PY
 }
 
-copy_project
-say "mutation check of $ROOT in $WORK"
-build_native
-ALL_CLASSES="$(printf '%s\n' "${MUTANTS[@]}" | cut -d'|' -f5 | tr ',' '\n' | sort -u | paste -sd, -)"
-run_tests baseline "$ALL_CLASSES"
-say "baseline ($ALL_CLASSES): $(wc -l < "$LOG/baseline.failed") failing (not counted against mutants)"
-sed 's/^/    /' "$LOG/baseline.failed" | sort | uniq -c | sort -rn | head -5 | tee -a "$LOG/summary.txt"
+if [[ -f "$LOG/baseline.failed" && -d "$S" ]]; then  # an earlier run's scratch copy and baseline
+    say "mutation check of $ROOT in $WORK (reusing its copy and baseline)"
+else
+    copy_project
+    say "mutation check of $ROOT in $WORK"
+    build_native
+    ALL_CLASSES="$(printf '%s\n' "${MUTANTS[@]}" | cut -d'|' -f5 | tr ',' '\n' | sort -u | paste -sd, -)"
+    run_tests baseline "$ALL_CLASSES"
+    say "baseline ($ALL_CLASSES): $(wc -l < "$LOG/baseline.failed") failing (not counted against mutants)"
+fi
 
 survivors=0
 for m in "${MUTANTS[@]}"; do
@@ -116,8 +120,9 @@ PY
     if [[ -n "$caught" ]]; then
         say "CAUGHT   $name ($file): $(wc -l <<< "$caught") failing tests/checks, by:"
         # one line per test method (parameterized cases counted), then the native checks
-        sed -e 's/\[[0-9]*\]$//' -e 's/(.*)//' <<< "$caught" | sort | uniq -c | sort -rn | sed 's/^/           /' \
-            | head -12 | tee -a "$LOG/summary.txt"
+        # (awk, not head: head would close the pipe early, and pipefail would end the script)
+        sed -e 's/\[[0-9]*\]$//' -e 's/(.*)//' -e 's/^\(native: s24_native_check: [a-z]* [a-z0-9_/]*\) .*/\1/' \
+            <<< "$caught" | sort | uniq -c | sort -rn | sed 's/^/           /' | awk 'NR <= 12' | tee -a "$LOG/summary.txt"
     else
         say "SURVIVED $name ($file): no test failed beyond the baseline"
         survivors=$((survivors + 1))

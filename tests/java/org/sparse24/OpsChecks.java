@@ -340,9 +340,10 @@ abstract class OpsChecks {
         }
     }
 
-    // ---- fixed groups with ties, zeros and infinities, every dtype and layout ------------------------------------
+    // ---- fixed groups with ties, zeros and infinities (and NaN), every dtype and layout ------------------------
 
     private static final float INF = Float.POSITIVE_INFINITY;
+    private static final float NAN = Float.NaN;
 
     /** {input h, what sparsify24Rows keeps}: relu(h)^2, the 2 largest per group, ties to the lower index. */
     static final float[][][] ROW_TIES = {
@@ -358,6 +359,15 @@ abstract class OpsChecks {
         {{-INF, 2, -INF, 2}, {0, 4, 0, 4}},
     };
 
+    /** NaN ranks above everything and propagates; among NaNs the lower index wins. */
+    static final float[][][] ROW_NAN_TIES = {
+        {{NAN, 1, 1, 0}, {NAN, 1, 0, 0}},
+        {{1, NAN, NAN, 2}, {0, NAN, NAN, 0}},
+        {{NAN, NAN, NAN, NAN}, {NAN, NAN, 0, 0}},
+        {{-1, 3, NAN, INF}, {0, 0, NAN, INF}},
+        {{-1, -1, -1, NAN}, {0, 0, 0, NAN}},
+    };
+
     /** {input v, what compress24 keeps}: the 2 largest |v| per group, ties to the lower index. */
     static final float[][][] MAGNITUDE_TIES = {
         {{1, 1, 1, 1}, {1, 1, 0, 0}},
@@ -369,6 +379,13 @@ abstract class OpsChecks {
         {{-INF, INF, 1, 0}, {-INF, INF, 0, 0}},
         {{1, -INF, 5, INF}, {0, -INF, 0, INF}},
         {{0.5f, -0.5f, 0.5f, -0.5f}, {0.5f, -0.5f, 0, 0}},
+    };
+
+    static final float[][][] MAGNITUDE_NAN_TIES = {
+        {{NAN, 1, 1, 0}, {NAN, 1, 0, 0}},
+        {{-1, NAN, 3, NAN}, {0, NAN, 0, NAN}},
+        {{NAN, NAN, NAN, -INF}, {NAN, NAN, 0, 0}},
+        {{-INF, 2, 1, NAN}, {-INF, 0, 0, NAN}},
     };
 
     /** (dtype, layout) for a 64 x 64 matrix: every layout the dtype allows. */
@@ -504,6 +521,21 @@ abstract class OpsChecks {
             long kept = IntStream.range(0, expected.length).filter(i -> expected[i] != 0).count();
             assertArrayEquals(new long[] {nonzeros, kept}, totals, "totals {non-zeros, kept}");
         }
+    }
+
+    /** NaN in a group is kept and propagates (it ranks above every value; among NaNs the lower index wins). */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void sparsify24RowsNanRanksHighest(DType dtype, Layout layout) {
+        float[][] m = tiled(ROW_NAN_TIES);
+        assertGroups(ROW_NAN_TIES, m[1], sparsify24RowsOf(m[0], dtype, layout, new long[2], null));
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void compress24NanRanksHighest(DType dtype, Layout layout) {
+        float[][] m = tiled(MAGNITUDE_NAN_TIES);
+        assertGroups(MAGNITUDE_NAN_TIES, m[1], compress24Of(m[0], dtype, layout));
     }
 
     /** At most 2 non-zeros in each group of 4 consecutive columns of every row (and no NaN). */
