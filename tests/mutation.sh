@@ -75,12 +75,12 @@ run_tests() {
     "$WORK/bin/s24_cpu_backend_test" > "$LOG/$tag.cpu_backend_test.txt" 2>&1 || echo "native: s24_cpu_backend_test" >> "$failed"
     "$WORK/bin/s24_native_check" check --cpu-only > "$LOG/$tag.native_check.txt" 2>&1 || true
     grep '^FAIL' "$LOG/$tag.native_check.txt" | sed 's/^FAIL  \(.*\)  .*$/native: s24_native_check: \1/' >> "$failed" || true
-    rm -rf "$S/target/surefire-reports"
+    rm -rf "$S"/*/target/surefire-reports  # the reactor's modules (library, examples, ...)
     (cd "$S" && mvn -B -q -o -Dsparse24.skipNative -Dmaven.test.failure.ignore=true -Dsurefire.failIfNoSpecifiedTests=false \
         test -Dtest="$classes") > "$LOG/$tag.mvn.txt" 2>&1 || echo "build: mvn failed (see $LOG/$tag.mvn.txt)" >> "$failed"
-    python3 - "$S/target/surefire-reports" >> "$failed" <<'PY'
+    python3 - "$S" >> "$failed" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
-for f in sorted(glob.glob(sys.argv[1] + "/TEST-*.xml")):
+for f in sorted(glob.glob(sys.argv[1] + "/*/target/surefire-reports/TEST-*.xml")):
     for case in ET.parse(f).getroot().iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             print("java: %s.%s" % (case.get("classname").rsplit(".", 1)[-1], case.get("name")))
