@@ -1,8 +1,9 @@
 // s24_native_check: the native library's self-check, benchmark and breakdown, through the C API only.
 //   s24_native_check check [--cpu-only]   every building block and the FFN of each backend against an
-//                                         independent oracle (native_oracle.cpp), then the CUDA backend
-//                                         against the CPU backend (bit-identical where the op is a
-//                                         selection / layout, within bf16 tolerance where it is arithmetic)
+//                                         independent oracle (native_oracle.cpp) and its C API lifetimes
+//                                         (out-of-order destroys), then the CUDA backend against the CPU
+//                                         backend (bit-identical where the op is a selection / layout,
+//                                         within bf16 tolerance where it is arithmetic)
 //   s24_native_check bench [file]         kernel and FFN timings, sparse vs dense (native_bench.cpp)
 //   s24_native_check breakdown T d f      each step of the FFN timed alone (native_breakdown.cpp)
 // Exit status of check: 0 every check passed; 1 a check failed; 3 no usable GPU (no device, driver,
