@@ -1,187 +1,24 @@
-// s24_native_check: the native library's self-check, through the C API only.
-//   s24_native_check check        every CUDA building block and the FFN against the CPU backend
-//                                 (bit-identical where the op is a selection / layout, within bf16
-//                                 tolerance where it is arithmetic), outputs poisoned before each op
-//   s24_native_check bench [file] kernel and FFN timings, sparse vs dense (CUDA events, median)
-//   s24_native_check breakdown T d f   each step of the FFN timed alone, next to the FFN calls
-// Exit status 0 only if every check passed. Needs a CUDA device for the comparisons; without one it
-// runs the CPU backend alone (smoke test).
-#include "sparse24.h"
+// s24_native_check: the native library's self-check, benchmark and breakdown, through the C API only.
+//   s24_native_check check [--cpu-only]   every building block and the FFN of each backend against an
+//                                         independent oracle (native_oracle.cpp) and its C API lifetimes
+//                                         (out-of-order destroys), then the CUDA backend against the CPU
+//                                         backend (bit-identical where the op is a selection / layout,
+//                                         within bf16 tolerance where it is arithmetic)
+//   s24_native_check bench [file]         kernel and FFN timings, sparse vs dense (native_bench.cpp)
+//   s24_native_check breakdown T d f      each step of the FFN timed alone (native_breakdown.cpp)
+// Exit status of check: 0 every check passed; 1 a check failed; 3 no usable GPU (no device, driver,
+// cuSPARSELt or cuBLASLt: the message says which), unless --cpu-only asks for the CPU backend alone;
+// 2 aborted or bad usage.
+#include "native_support.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cstdarg>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <functional>
-#include <random>
-#include <stdexcept>
-#include <string>
 #include <thread>
-#include <vector>
 
+namespace s24test {
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void report(bool ok, const std::string& what, const std::string& detail = "") {
-    ++checks;
-    if (!ok) ++failures;
-    std::printf("%s  %s%s%s\n", ok ? "ok  " : "FAIL", what.c_str(), detail.empty() ? "" : "  ", detail.c_str());
-    std::fflush(stdout);
-}
-
-#define S24_TRY(call)                                                                                      \
-    do {                                                                                                   \
-        s24_status st_ = (call);                                                                           \
-        if (st_ != S24_OK) {                                                                               \
-            std::fprintf(stderr, "%s:%d %s -> %s: %s\n", __FILE__, __LINE__, #call, s24_status_name(st_), \
-                         s24_last_error());                                                                \
-            throw std::runtime_error(s24_last_error());                                                    \
-        }                                                                                                  \
-    } while (0)
-
-// ---- host 16-bit conversions (independent of the library's) ---------------------------------------
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-float from_fp16(uint16_t h) {
-    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    float v;
-    if (exp == 0) v = std::ldexp((float)man, -24);
-    else if (exp == 31) v = man ? NAN : INFINITY;
-    else v = std::ldexp((float)(man | 0x400), (int)exp - 25);
-    uint32_t u;
-    std::memcpy(&u, &v, 4);
-    u |= sign;
-    std::memcpy(&v, &u, 4);
-    return v;
-}
-uint16_t to_fp16(float f) {  // round-to-nearest-even via float arithmetic on the mantissa
-    if (std::isnan(f)) return 0x7e00;
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    float a = std::fabs(f);
-    if (a >= 65520.f) return sign | 0x7c00;
-    if (a < std::ldexp(1.f, -14)) {  // subnormal: multiples of 2^-24
-        float q = std::nearbyint(a * std::ldexp(1.f, 24));
-        return sign | (uint16_t)q;
-    }
-    int e;
-    std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-    float q = std::nearbyint(std::ldexp(a, 11 - e));  // 11 significant bits
-    if (q >= 2048.f) { q /= 2; ++e; }
-    uint16_t exp = (uint16_t)(e - 1 + 15);
-    return sign | (uint16_t)(exp << 10) | (uint16_t)((uint32_t)q & 0x3ff);
-}
-
-struct Host16 {
-    s24_dtype dtype;
-    std::vector<uint16_t> bits;
-    float at(size_t i) const { return dtype == S24_BF16 ? from_bf16(bits[i]) : from_fp16(bits[i]); }
-};
-
-// Normal random 16-bit values (never zero). Beyond 2^22 elements a random block is tiled (for the
-// benchmark's large inputs; drawing 10^8 normals on the host would dominate the run).
-Host16 random16(s24_dtype dtype, size_t n, std::mt19937& rng, float stddev = 1.f, float shift = 0.f) {
-    std::normal_distribution<float> dist(shift, stddev);
-    Host16 h{dtype, std::vector<uint16_t>(n)};
-    const size_t block = std::min<size_t>(n, size_t(1) << 22);
-    for (size_t i = 0; i < block; ++i) {
-        float v = dist(rng);
-        if (v == 0.f) v = 1e-3f;  // never zeros
-        h.bits[i] = dtype == S24_BF16 ? to_bf16(v) : to_fp16(v);
-    }
-    for (size_t i = block; i < n; i += block) std::memcpy(&h.bits[i], &h.bits[0], std::min(block, n - i) * 2);
-    return h;
-}
-
-// ---- device buffers ---------------------------------------------------------------------------------
-struct Buffer {
-    s24_context* ctx = nullptr;
-    void* ptr = nullptr;
-    size_t bytes = 0;
-    Buffer(s24_context* c, size_t n) : ctx(c), bytes(n) { S24_TRY(s24_malloc(c, n ? n : 1, &ptr)); }
-    Buffer(s24_context* c, const void* host, size_t n) : Buffer(c, n) {
-        S24_TRY(s24_memcpy(c, ptr, host, n, S24_COPY_HOST_TO_CONTEXT));
-    }
-    ~Buffer() { s24_free(ctx, ptr); }
-    Buffer(const Buffer&) = delete;
-    Buffer& operator=(const Buffer&) = delete;
-    void poison() { S24_TRY(s24_memset(ctx, ptr, 0xA5, bytes)); }
-    std::vector<uint8_t> bytes_back() const {
-        std::vector<uint8_t> out(bytes);
-        S24_TRY(s24_memcpy(ctx, out.data(), ptr, bytes, S24_COPY_CONTEXT_TO_HOST));
-        return out;
-    }
-    template <class T>
-    std::vector<T> back() const {
-        std::vector<T> out(bytes / sizeof(T));
-        S24_TRY(s24_memcpy(ctx, out.data(), ptr, out.size() * sizeof(T), S24_COPY_CONTEXT_TO_HOST));
-        return out;
-    }
-};
-
-size_t packed_size(s24_layout layout, s24_dtype dtype, int64_t rows, int64_t cols) {
-    size_t bytes = 0;
-    S24_TRY(s24_packed_size(layout, dtype, rows, cols, &bytes));
-    return bytes;
-}
-
-std::vector<float> as_floats(const std::vector<uint8_t>& raw, s24_dtype dtype) {
-    std::vector<float> out(raw.size() / 2);
-    for (size_t i = 0; i < out.size(); ++i) {
-        uint16_t b;
-        std::memcpy(&b, raw.data() + 2 * i, 2);
-        out[i] = dtype == S24_BF16 ? from_bf16(b) : from_fp16(b);
-    }
-    return out;
-}
-
-// ||a - b|| / ||b||, NaN if either holds a NaN/inf.
-double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return NAN;
-        num += (double)(a[i] - b[i]) * (a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
-}
-
-size_t count_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
-    size_t n = 0;
-    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) n += a[i] != b[i];
-    return n + (a.size() > b.size() ? a.size() - b.size() : b.size() - a.size());
-}
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
-}
-
-const char* dname(s24_dtype t) { return t == S24_BF16 ? "bf16" : t == S24_FP16 ? "fp16" : "fp32"; }
-const char* lname(s24_layout l) {
-    return l == S24_LAYOUT_DENSE ? "DENSE" : l == S24_LAYOUT_ROW ? "ROW" : "CUSPARSELT";
+void summary() {
+    std::printf("%d checks, %d failed (%d of them [NaN semantics])\n", checks, failures, nan_failures);
 }
 
 // Runs `op` on both contexts with the same host inputs; compares the outputs.
@@ -568,18 +405,25 @@ void check_lifetimes(s24_backend backend, const char* name) {
                             std::to_string(done[0] + done[1] + done[2] + done[3]) + " finished)", err);
 }
 
-int run_checks() {
+}  // namespace
+
+int run_checks(bool cpu_only) {
     std::mt19937 rng(2024);
     s24_context* cpu = nullptr;
     S24_TRY(s24_context_create(S24_BACKEND_CPU, 0, &cpu));
+    std::printf("-- the CPU backend against the independent oracle\n");
+    run_oracle_checks(cpu, false);
+    check_select({cpu, nullptr}, 1000, 50, rng);
+    check_lifetimes(S24_BACKEND_CPU, "CPU");
     s24_context* gpu = nullptr;
-    s24_status st = s24_context_create(S24_BACKEND_CUDA, 0, &gpu);
-    if (st != S24_OK) {
-        std::printf("no CUDA context (%s: %s): CPU smoke test only\n", s24_status_name(st), s24_last_error());
-        check_select({cpu, nullptr}, 1000, 50, rng);
-        check_lifetimes(S24_BACKEND_CPU, "CPU");
+    s24_status st = cpu_only ? S24_OK : s24_context_create(S24_BACKEND_CUDA, 0, &gpu);
+    if (cpu_only || st != S24_OK) {
+        if (!cpu_only)
+            report(false, "a usable GPU (CUDA device, driver, cuSPARSELt, cuBLASLt)",
+                   fmt("%s: %s; --cpu-only checks the CPU backend alone", s24_status_name(st), s24_last_error()));
         s24_context_destroy(cpu);
-        return failures ? 1 : 0;
+        summary();
+        return cpu_only ? (failures ? 1 : 0) : 3;
     }
     s24_context_info info;
     S24_TRY(s24_context_get_info(gpu, &info));
@@ -595,9 +439,11 @@ int run_checks() {
         s24_context_destroy(probe);
         unsetenv("SPARSE24_REQUIRE_DIRECT_LAYOUT");
     }
-    Pair p{cpu, gpu};
-    check_lifetimes(S24_BACKEND_CPU, "CPU");
+    std::printf("-- the CUDA backend against the independent oracle\n");
+    run_oracle_checks(gpu, true);
     check_lifetimes(S24_BACKEND_CUDA, "CUDA");
+    std::printf("-- the CUDA backend against the CPU backend\n");
+    Pair p{cpu, gpu};
     for (s24_dtype dt : {S24_BF16, S24_FP16}) {
         check_sparsify_rows(p, dt, 64, 64, S24_LAYOUT_CUSPARSELT, false, rng);
         check_sparsify_rows(p, dt, 192, 320, S24_LAYOUT_CUSPARSELT, false, rng);
@@ -663,263 +509,24 @@ int run_checks() {
     check_threads(gpu, rng);
     s24_context_destroy(gpu);
     s24_context_destroy(cpu);
-    std::printf("%d checks, %d failed\n", checks, failures);
+    summary();
     return failures ? 1 : 0;
 }
 
-// ---- bench ---------------------------------------------------------------------------------------------
-struct Timer {
-    s24_context* ctx;
-    s24_event *start, *end;
-    explicit Timer(s24_context* c) : ctx(c) {
-        S24_TRY(s24_event_create(c, &start));
-        S24_TRY(s24_event_create(c, &end));
-    }
-    ~Timer() {
-        s24_event_destroy(start);
-        s24_event_destroy(end);
-    }
-    // median of `reps` timings of fn (after `warm` warm-up calls), milliseconds
-    double median(const std::function<void(int)>& fn, int warm = 5, int reps = 25) {
-        for (int i = 0; i < warm; ++i) fn(i);
-        std::vector<float> t(reps);
-        for (int i = 0; i < reps; ++i) {
-            S24_TRY(s24_event_record(start));
-            fn(i);
-            S24_TRY(s24_event_record(end));
-            S24_TRY(s24_event_elapsed_ms(start, end, &t[i]));
-        }
-        std::sort(t.begin(), t.end());
-        return t[reps / 2];
-    }
-};
-
-int run_bench(const char* json_path) {
-    s24_context* ctx = nullptr;
-    S24_TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
-    s24_context_info info;
-    S24_TRY(s24_context_get_info(ctx, &info));
-    std::printf("device %s, direct_layout %d\n", info.device_name, info.direct_layout);
-    std::mt19937 rng(7);
-    Timer timer(ctx);
-    FILE* json = json_path ? std::fopen(json_path, "w") : nullptr;
-    if (json) std::fprintf(json, "{\"device\": \"%s\", \"results\": [\n", info.device_name);
-    bool first = true;
-    auto record = [&](const char* what, int64_t T, int64_t d, int64_t f, double ms, double ref_ms, double bytes) {
-        std::printf("%-28s T=%-6lld d=%-5lld f=%-6lld %8.3f ms", what, (long long)T, (long long)d, (long long)f, ms);
-        if (ref_ms > 0) std::printf("  dense %8.3f ms  speedup %.3fx", ref_ms, ref_ms / ms);
-        if (bytes > 0) std::printf("  %.0f GB/s", bytes / ms / 1e6);
-        std::printf("\n");
-        if (json)
-            std::fprintf(json, "%s{\"what\": \"%s\", \"T\": %lld, \"d\": %lld, \"f\": %lld, \"ms\": %.5f, \"dense_ms\": %.5f, \"gbps\": %.1f}",
-                         first ? "" : ",\n", what, (long long)T, (long long)d, (long long)f, ms, ref_ms,
-                         bytes > 0 ? bytes / ms / 1e6 : 0.0);
-        first = false;
-    };
-    {  // copy bandwidth (bytes read + written)
-        size_t bytes = (size_t)1 << 30;
-        Buffer a(ctx, bytes), b(ctx, bytes);
-        S24_TRY(s24_memset(ctx, a.ptr, 1, bytes));
-        double ms = timer.median([&](int) { S24_TRY(s24_memcpy(ctx, b.ptr, a.ptr, bytes, S24_COPY_CONTEXT_TO_CONTEXT)); });
-        record("copy (device to device)", 0, 0, 0, ms, 0, 2.0 * bytes);
-    }
-    struct Shape { int64_t T, d, f; };
-    for (Shape s : {Shape{16384, 2048, 8192}, Shape{16384, 4096, 16384}, Shape{8192, 8192, 28672}}) {
-        const int64_t T = s.T, d = s.d, f = s.f;
-        Host16 hx = random16(S24_BF16, (size_t)T * f, rng, 1.f, -1.2f);  // ~90% negatives: sparse activations
-        Buffer h(ctx, hx.bits.data(), hx.bits.size() * 2);
-        Buffer y(ctx, packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, T, f));
-        Buffer cnt(ctx, f * 4), tot(ctx, 16);
-        double ms = timer.median([&](int) {
-            S24_TRY(s24_sparsify24_rows(ctx, S24_BF16, T, f, h.ptr, 0, S24_LAYOUT_CUSPARSELT, y.ptr, (int32_t*)cnt.ptr,
-                                        (int64_t*)tot.ptr));
-        });
-        record("sparsify24_rows (fused)", T, d, f, ms, 0, (double)T * f * 2 + (double)y.bytes);
-        Buffer t(ctx, packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, f, T)), isd(ctx, f);
-        S24_TRY(s24_memset(ctx, isd.ptr, 0, f));
-        std::vector<int32_t> perm(T);
-        S24_TRY(s24_token_permutation(1, 0, T, perm.data()));
-        Buffer pb(ctx, perm.data(), T * 4);
-        ms = timer.median([&](int) {
-            S24_TRY(s24_sparsify24_cols_split(ctx, S24_BF16, T, f, y.ptr, S24_LAYOUT_CUSPARSELT, (int32_t*)pb.ptr,
-                                              (uint8_t*)isd.ptr, nullptr, 0, S24_LAYOUT_CUSPARSELT, t.ptr, nullptr,
-                                              nullptr));
-        });
-        record("cols_split (transpose 2:4)", T, d, f, ms, 0, (double)y.bytes + (double)t.bytes);
-        // the four GEMMs of the FFN, sparse (default / searched algorithm) vs dense cuBLASLt
-        Host16 w = random16(S24_BF16, (size_t)d * f, rng, 0.02f), xr = random16(S24_BF16, (size_t)T * d, rng);
-        Buffer wb(ctx, w.bits.data(), w.bits.size() * 2), xb(ctx, xr.bits.data(), xr.bits.size() * 2),
-            out(ctx, (size_t)std::max(T, f) * d * 2), dy(ctx, (size_t)T * f * 2);
-        {
-            double ms = timer.median([&](int) {
-                S24_TRY(s24_masked_grad24(ctx, S24_BF16, T, f, h.ptr, y.ptr, S24_LAYOUT_CUSPARSELT, dy.ptr));
-            });
-            record("masked_grad24", T, d, f, ms, 0, (double)T * f * 2 + 2.0 * y.bytes);
-            ms = timer.median([&](int) { S24_TRY(s24_gather_rows(ctx, S24_BF16, T, d, xb.ptr, (int32_t*)pb.ptr, out.ptr)); });
-            record("gather_rows [T, d]", T, d, f, ms, 0, 4.0 * T * d);
-        }
-        // sparse: c = a (packed) times b (bt: b^T), ct: c stored transposed. dense: the same product as the
-        // dense FFN computes it: dm x dn = op(dense_a) op(dense_b).
-        struct Gemm { const char* name; int64_t m, n, k; const void* a; const void* b; bool bt, ct;
-                      int64_t dm, dn; const void* dense_a; bool dense_at; const void* dense_b; bool dense_bt; };
-        Gemm gemms[] = {
-            {"GEMM Z = Y W2^T", T, d, f, y.ptr, wb.ptr, true, false, T, d, h.ptr, false, wb.ptr, true},
-            {"GEMM Z (C col-major)", T, d, f, y.ptr, wb.ptr, true, true, T, d, h.ptr, false, wb.ptr, true},
-            {"GEMM dX = dH W1", T, d, f, y.ptr, wb.ptr, false, false, T, d, h.ptr, false, wb.ptr, false},
-            {"GEMM dW2^T = Yt dZ (C col)", f, d, T, t.ptr, xb.ptr, false, true, d, f, xb.ptr, true, h.ptr, false},
-            {"GEMM dW1 = dHt X", f, d, T, t.ptr, xb.ptr, false, false, f, d, h.ptr, true, xb.ptr, false},
-        };
-        for (const Gemm& g : gemms) {
-            double sp[2];
-            for (int search = 0; search < 2; ++search) {
-                S24_TRY(s24_context_set_algorithm_search(ctx, search));
-                sp[search] = timer.median([&](int) {
-                    S24_TRY(s24_spmm(ctx, S24_BF16, g.m, g.n, g.k, g.a, S24_LAYOUT_CUSPARSELT, g.b, g.bt, g.ct,
-                                     out.ptr));
-                });
-            }
-            S24_TRY(s24_context_set_algorithm_search(ctx, 0));
-            // dense: same FLOPs, same operand orientations as the dense FFN uses
-            const int64_t kk = g.k;
-            double de = timer.median([&](int) {
-                S24_TRY(s24_gemm(ctx, S24_BF16, g.dm, g.dn, kk, g.dense_a, g.dense_at, g.dense_b, g.dense_bt, out.ptr));
-            });
-            record(g.name, T, d, f, sp[0], de, 0);
-            std::printf("   searched algorithm: %8.3f ms  speedup %.3fx; dense %.0f TFLOP/s\n", sp[1], de / sp[1],
-                        2.0 * T * d * f / de / 1e9);
-        }
-    }
-    for (Shape s : {Shape{16384, 2048, 8192}, Shape{16384, 4096, 16384}, Shape{8192, 8192, 28672}}) {
-        const int64_t T = s.T, d = s.d, f = s.f;
-        // x ~ N(0.5, 1), w1 ~ N(shift, 0.02): H has mean -1.2 std, so ~88% of relu(H) is zero, as in trained models
-        const float shift = -1.2f * std::sqrt(1.25f * d) * 0.02f / (0.5f * d);
-        Host16 x = random16(S24_BF16, (size_t)T * d, rng, 1.f, 0.5f), w1 = random16(S24_BF16, (size_t)f * d, rng, 0.02f, shift),
-               w2 = random16(S24_BF16, (size_t)d * f, rng, 0.02f), dzh = random16(S24_BF16, (size_t)T * d, rng);
-        Buffer xb(ctx, x.bits.data(), x.bits.size() * 2), w1b(ctx, w1.bits.data(), w1.bits.size() * 2),
-            w2b(ctx, w2.bits.data(), w2.bits.size() * 2), dzb(ctx, dzh.bits.data(), dzh.bits.size() * 2),
-            z(ctx, (size_t)T * d * 2), dx(ctx, (size_t)T * d * 2), dw1(ctx, (size_t)f * d * 2), dw2(ctx, (size_t)d * f * 2);
-        double fwd[3], bwd[3];
-        s24_sparsity sp{};
-        for (int sparse = 0; sparse < 3; ++sparse) {  // dense, sparse, sparse with algorithm search
-            s24_ffn_options o;
-            s24_ffn_options_default(&o);
-            o.sparse_forward = sparse > 0;
-            o.sparse_backward = sparse > 0;
-            o.algorithm_search = sparse == 2;
-            s24_ffn* ffn = nullptr;
-            s24_saved* saved = nullptr;
-            S24_TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &o, &ffn));
-            S24_TRY(s24_saved_create(ffn, &saved));
-            fwd[sparse] = timer.median([&](int) { S24_TRY(s24_ffn_forward(ffn, xb.ptr, w1b.ptr, w2b.ptr, z.ptr, saved)); });
-            bwd[sparse] = timer.median([&](int) {
-                S24_TRY(s24_ffn_backward(ffn, saved, xb.ptr, w1b.ptr, w2b.ptr, dzb.ptr, dx.ptr, dw1.ptr, dw2.ptr));
-            });
-            if (sparse == 1) S24_TRY(s24_saved_sparsity(saved, &sp));
-            s24_saved_destroy(saved);
-            s24_ffn_destroy(ffn);
-        }
-        record("FFN forward", T, d, f, fwd[1], fwd[0], 0);
-        record("FFN backward", T, d, f, bwd[1], bwd[0], 0);
-        record("FFN forward+backward", T, d, f, fwd[1] + bwd[1], fwd[0] + bwd[0], 0);
-        record("FFN forward (searched)", T, d, f, fwd[2], fwd[0], 0);
-        record("FFN backward (searched)", T, d, f, bwd[2], bwd[0], 0);
-        record("FFN fwd+bwd (searched)", T, d, f, fwd[2] + bwd[2], fwd[0] + bwd[0], 0);
-        std::printf("   activation sparsity %.3f, forward 2:4 dropped %.4f of non-zeros\n",
-                    1.0 - (double)sp.activation_nonzeros / ((double)T * f),
-                    sp.activation_nonzeros ? 1.0 - (double)sp.forward_kept / sp.activation_nonzeros : 0.0);
-    }
-    if (json) {
-        std::fprintf(json, "\n]}\n");
-        std::fclose(json);
-    }
-    s24_context_destroy(ctx);
-    return 0;
-}
-
-// Times every step of the FFN's forward and backward separately (building blocks on the same buffers
-// the FFN uses) next to the FFN calls themselves, for one shape: where the sparse FFN's time goes.
-int run_breakdown(int64_t T, int64_t d, int64_t f) {
-    s24_context* ctx = nullptr;
-    S24_TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
-    S24_TRY(s24_context_set_algorithm_search(ctx, 1));
-    std::mt19937 rng(11);
-    Timer timer(ctx);
-    const float shift = -1.2f * std::sqrt(1.25f * d) * 0.02f / (0.5f * d);
-    Host16 x = random16(S24_BF16, (size_t)T * d, rng, 1.f, 0.5f), w1 = random16(S24_BF16, (size_t)f * d, rng, 0.02f, shift),
-           w2 = random16(S24_BF16, (size_t)d * f, rng, 0.02f), dzh = random16(S24_BF16, (size_t)T * d, rng);
-    {  // every Buffer is freed before the context is destroyed
-        Buffer xb(ctx, x.bits.data(), x.bits.size() * 2), w1b(ctx, w1.bits.data(), w1.bits.size() * 2),
-            w2b(ctx, w2.bits.data(), w2.bits.size() * 2), dzb(ctx, dzh.bits.data(), dzh.bits.size() * 2),
-            z(ctx, (size_t)T * d * 2), dx(ctx, (size_t)T * d * 2), dw1(ctx, (size_t)f * d * 2), dw2(ctx, (size_t)d * f * 2);
-        const int64_t k = std::min(f, ((f * 5 + 99) / 100 + 7) / 8 * 8);  // as the FFN's split: 5%, multiple of 8
-        Buffer h(ctx, (size_t)T * f * 2), y(ctx, packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, T, f)), cnt(ctx, f * 4),
-            tot(ctx, 16), dy(ctx, (size_t)T * f * 2), dh(ctx, y.bytes), perm(ctx, T * 4), rows(ctx, (size_t)T * d * 2),
-            t(ctx, packed_size(S24_LAYOUT_CUSPARSELT, S24_BF16, f, T)), idx(ctx, k * 4), isd(ctx, f),
-            dcols(ctx, (size_t)T * k * 2), dprod(ctx, (size_t)d * k * 2), ydense(ctx, (size_t)T * f * 2);
-        auto line = [&](const char* what, double ms) { std::printf("  %-40s %8.3f ms\n", what, ms); };
-        std::printf("breakdown T=%lld d=%lld f=%lld (bf16, searched algorithms)\n", (long long)T, (long long)d, (long long)f);
-        for (int sparse = 1; sparse >= 0; --sparse) {
-            s24_ffn_options o;
-            s24_ffn_options_default(&o);
-            o.sparse_forward = o.sparse_backward = sparse;
-            s24_ffn* ffn = nullptr;
-            s24_saved* saved = nullptr;
-            S24_TRY(s24_ffn_create(ctx, T, d, f, S24_BF16, &o, &ffn));
-            S24_TRY(s24_saved_create(ffn, &saved));
-            line(sparse ? "FFN forward (sparse)" : "FFN forward (dense)",
-                 timer.median([&](int) { S24_TRY(s24_ffn_forward(ffn, xb.ptr, w1b.ptr, w2b.ptr, z.ptr, saved)); }));
-            line(sparse ? "FFN backward (sparse)" : "FFN backward (dense)", timer.median([&](int) {
-                S24_TRY(s24_ffn_backward(ffn, saved, xb.ptr, w1b.ptr, w2b.ptr, dzb.ptr, dx.ptr, dw1.ptr, dw2.ptr));
-            }));
-            s24_saved_destroy(saved);
-            s24_ffn_destroy(ffn);
-        }
-        const s24_layout L = S24_LAYOUT_CUSPARSELT;
-        line("fwd: H = X W1^T (gemm)", timer.median([&](int) { S24_TRY(s24_gemm(ctx, S24_BF16, T, f, d, xb.ptr, 0, w1b.ptr, 1, h.ptr)); }));
-        line("fwd: sparsify24_rows + counts", timer.median([&](int) {
-            S24_TRY(s24_sparsify24_rows(ctx, S24_BF16, T, f, h.ptr, 0, L, y.ptr, (int32_t*)cnt.ptr, (int64_t*)tot.ptr)); }));
-        line("fwd: relu^2 dense (keep_all)", timer.median([&](int) {
-            S24_TRY(s24_sparsify24_rows(ctx, S24_BF16, T, f, h.ptr, 1, S24_LAYOUT_DENSE, ydense.ptr, nullptr, nullptr)); }));
-        line("fwd: Z = Yhat W2^T (spmm)", timer.median([&](int) { S24_TRY(s24_spmm(ctx, S24_BF16, T, d, f, y.ptr, L, w2b.ptr, 1, 0, z.ptr)); }));
-        line("fwd: Z = Y W2^T (dense gemm)", timer.median([&](int) { S24_TRY(s24_gemm(ctx, S24_BF16, T, d, f, ydense.ptr, 0, w2b.ptr, 1, z.ptr)); }));
-        line("fwd: select_dense_features", timer.median([&](int) {
-            S24_TRY(s24_select_dense_features(ctx, f, (int32_t*)cnt.ptr, k, (int32_t*)idx.ptr, (uint8_t*)isd.ptr)); }));
-        line("bwd: dY = dZ W2 (gemm)", timer.median([&](int) { S24_TRY(s24_gemm(ctx, S24_BF16, T, f, d, dzb.ptr, 0, w2b.ptr, 0, dy.ptr)); }));
-        line("bwd: masked_grad24", timer.median([&](int) { S24_TRY(s24_masked_grad24(ctx, S24_BF16, T, f, dy.ptr, y.ptr, L, dh.ptr)); }));
-        line("bwd: dX = dH W1 (spmm)", timer.median([&](int) { S24_TRY(s24_spmm(ctx, S24_BF16, T, d, f, dh.ptr, L, w1b.ptr, 0, 0, dx.ptr)); }));
-        std::vector<int32_t> p(T);
-        S24_TRY(s24_token_permutation(1, 0, T, p.data()));
-        S24_TRY(s24_memcpy(ctx, perm.ptr, p.data(), T * 4, S24_COPY_HOST_TO_CONTEXT));
-        line("bwd: gather_rows (dZ or X)", timer.median([&](int) {
-            S24_TRY(s24_gather_rows(ctx, S24_BF16, T, d, dzb.ptr, (int32_t*)perm.ptr, rows.ptr)); }));
-        line("bwd: cols_split (Yhat or dH)", timer.median([&](int) {
-            S24_TRY(s24_sparsify24_cols_split(ctx, S24_BF16, T, f, y.ptr, L, (int32_t*)perm.ptr, (uint8_t*)isd.ptr,
-                                              (int32_t*)idx.ptr, k, L, t.ptr, dcols.ptr, (int64_t*)tot.ptr)); }));
-        line("bwd: dW2 = (Yt dZp)^T (spmm, c^T)", timer.median([&](int) {
-            S24_TRY(s24_spmm(ctx, S24_BF16, f, d, T, t.ptr, L, rows.ptr, 0, 1, dw2.ptr)); }));
-        line("bwd: dW1 = dHt Xp (spmm)", timer.median([&](int) { S24_TRY(s24_spmm(ctx, S24_BF16, f, d, T, t.ptr, L, rows.ptr, 0, 0, dw1.ptr)); }));
-        line("bwd: dense features dZp^T Yd (gemm)", timer.median([&](int) {
-            S24_TRY(s24_gemm(ctx, S24_BF16, d, k, T, rows.ptr, 1, dcols.ptr, 0, dprod.ptr)); }));
-        line("bwd: dense features dHd^T Xp (gemm)", timer.median([&](int) {
-            S24_TRY(s24_gemm(ctx, S24_BF16, k, d, T, dcols.ptr, 1, rows.ptr, 0, dprod.ptr)); }));
-        line("bwd: dense dW2 = dZ^T Y (gemm)", timer.median([&](int) { S24_TRY(s24_gemm(ctx, S24_BF16, d, f, T, dzb.ptr, 1, ydense.ptr, 0, dw2.ptr)); }));
-    }
-    s24_context_destroy(ctx);
-    return 0;
-}
-
-}  // namespace
+}  // namespace s24test
 
 int main(int argc, char** argv) {
+    using namespace s24test;
     std::string mode = argc > 1 ? argv[1] : "check";
     try {
-        if (mode == "check") return run_checks();
-        if (mode == "bench") return run_bench(argc > 2 ? argv[2] : nullptr);
+        if (mode == "check" && argc == 2) return run_checks(false);
+        if (mode == "check" && argc == 3 && std::string(argv[2]) == "--cpu-only") return run_checks(true);
+        if (mode == "bench" && argc <= 3) return run_bench(argc > 2 ? argv[2] : nullptr);
         if (mode == "breakdown" && argc == 5) return run_breakdown(std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]));
     } catch (const std::exception& e) {
         std::printf("FAIL  aborted: %s\n", e.what());
         return 2;
     }
-    std::fprintf(stderr, "usage: %s check | bench [json] | breakdown T d f\n", argv[0]);
+    std::fprintf(stderr, "usage: %s check [--cpu-only] | bench [json] | breakdown T d f\n", argv[0]);
     return 2;
 }

@@ -65,7 +65,8 @@ class BadInputTest {
     @Test
     void xWithWrongRank() {
         try (Tensor bad = Tensor.allocate(ctx, DType.BF16, 2, T, D)) {
-            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.infer(bad, w1, w2), "x:", "[2, 6, 8]");
+            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.infer(bad, w1, w2), "x:", "[T, d]",
+                    "[*, 8]", "[2, 6, 8]");
         }
     }
 
@@ -80,7 +81,8 @@ class BadInputTest {
     @Test
     void w2Transposed() {
         try (Tensor bad = Tensor.allocate(ctx, DType.BF16, F, D)) {
-            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.forward(x, w1, bad), "w2:", "[d, f]");
+            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.forward(x, w1, bad), "w2:", "[d, f]",
+                    "[8, 12]", "[12, 8]");
         }
     }
 
@@ -97,9 +99,10 @@ class BadInputTest {
         try (Tensor z = Tensor.allocate(ctx, DType.BF16, T, F);
              Tensor dw2 = Tensor.allocate(ctx, DType.BF16, F, D);
              ForwardResult r = ffn.forward(x, w1, w2)) {
-            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.infer(x, w1, w2, z), "z:", "[T, d]");
+            assertThrowsNaming(IllegalArgumentException.class, () -> ffn.infer(x, w1, w2, z), "z:", "[T, d]",
+                    "[6, 8]", "[6, 12]");
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> ffn.backward(r.saved(), x, w1, w2, dz, null, null, dw2), "dw2:", "[d, f]");
+                    () -> ffn.backward(r.saved(), x, w1, w2, dz, null, null, dw2), "dw2:", "[d, f]", "[8, 12]", "[12, 8]");
         }
     }
 
@@ -112,14 +115,14 @@ class BadInputTest {
     @Test
     void nonPositiveSizes() {
         assertThrowsNaming(IllegalArgumentException.class, () -> new SparseFfn(ctx, 0, F, DType.BF16,
-                SparseFfnOptions.defaults()), "dModel", "0");
+                SparseFfnOptions.defaults()), "dModel", ">= 1", "got 0");
         assertThrowsNaming(IllegalArgumentException.class, () -> new SparseFfn(ctx, D, -4, DType.BF16,
-                SparseFfnOptions.defaults()), "dFf", "-4");
+                SparseFfnOptions.defaults()), "dFf", "positive multiple of 4", "got -4");
         assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, DType.BF16, 4, 0), "shape[1]",
-                ">= 1");
+                ">= 1", "got 0");
         assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, DType.BF16, -3, 4), "shape[0]",
-                "-3");
-        assertThrowsNaming(IllegalArgumentException.class, () -> ffn.planInfo(0), "tokens");
+                ">= 1", "got -3");
+        assertThrowsNaming(IllegalArgumentException.class, () -> ffn.planInfo(0), "tokens", ">= 1", "got 0");
     }
 
     @Test
@@ -141,7 +144,8 @@ class BadInputTest {
     void nullTensor() {
         assertThrowsNaming(IllegalArgumentException.class, () -> ffn.forward(x, w1, null), "w2 must not be null",
                 "[d, f]");
-        assertThrowsNaming(IllegalArgumentException.class, () -> ffn.backward(null, x, w1, w2, dz), "saved");
+        assertThrowsNaming(IllegalArgumentException.class, () -> ffn.backward(null, x, w1, w2, dz),
+                "saved must not be null", "T=6");
     }
 
     @Test
@@ -167,7 +171,8 @@ class BadInputTest {
     void denseFractionOutOfRange() {
         for (double bad : new double[] {-0.01, 1.5, Double.NaN}) {
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> SparseFfnOptions.builder().denseFraction(bad).build(), "denseFraction", "[0, 1]");
+                    () -> SparseFfnOptions.builder().denseFraction(bad).build(), "denseFraction", "[0, 1]",
+                    "got " + bad);
         }
     }
 
@@ -194,7 +199,7 @@ class BadInputTest {
             assertThrowsNaming(IllegalStateException.class, () -> ffn.backward(empty, x, w1, w2, dz), "saved",
                     "not been filled");
             assertThrowsNaming(IllegalArgumentException.class, () -> ffn.backward(otherTokens, x, w1, w2, dz),
-                    "saved", "T=6");
+                    "saved", "T=6", "T=8");
             assertThrowsNaming(IllegalArgumentException.class, () -> ffn.backward(foreign.saved(), x, w1, w2, dz),
                     "saved", "expected a saved state of");
         }
@@ -214,24 +219,29 @@ class BadInputTest {
 
     @Test
     void badContextArguments() {
-        assertThrowsNaming(IllegalArgumentException.class, () -> Sparse24.create(null), "backend");
-        assertThrowsNaming(IllegalArgumentException.class, () -> Sparse24.create(Backend.CUDA, -1), "device", "-1");
+        assertThrowsNaming(IllegalArgumentException.class, () -> Sparse24.create(null), "backend",
+                "AUTO, CPU or CUDA");
+        assertThrowsNaming(IllegalArgumentException.class, () -> Sparse24.create(Backend.CUDA, -1), "device", ">= 0",
+                "got -1");
         assertThrowsNaming(IllegalArgumentException.class, () -> new SparseFfn(null, D, F, DType.BF16,
-                SparseFfnOptions.defaults()), "context");
+                SparseFfnOptions.defaults()), "context must not be null");
         assertThrowsNaming(IllegalArgumentException.class, () -> new SparseFfn(ctx, D, F, null,
-                SparseFfnOptions.defaults()), "dtype");
+                SparseFfnOptions.defaults()), "dtype must not be null");
         assertThrowsNaming(IllegalArgumentException.class, () -> new SparseFfn(ctx, D, F, DType.BF16, null),
-                "options");
+                "options must not be null");
     }
 
     @Test
     void badTensorArguments() {
         assertThrowsNaming(IllegalArgumentException.class,
-                () -> Tensor.fromFloats(ctx, DType.FP32, new float[5], 2, 3), "values", "6", "5");
+                () -> Tensor.fromFloats(ctx, DType.FP32, new float[5], 2, 3), "values", "expected 6",
+                "got 5");
         assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.borrow(ctx, new Pointer(), DType.FP32, 2),
-                "data");
-        assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, null, 2), "dtype");
-        assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, DType.FP32), "shape");
+                "data must be a non-null pointer");
+        assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, null, 2), "dtype",
+                "BF16, FP16 or FP32");
+        assertThrowsNaming(IllegalArgumentException.class, () -> Tensor.allocate(ctx, DType.FP32), "shape",
+                "at least one dimension");
     }
 
     /** Native validation surfaces as Sparse24Exception carrying the status name and the library's message. */
@@ -251,13 +261,14 @@ class BadInputTest {
     void badOpsArguments() {
         try (Tensor in = Tensor.allocate(ctx, DType.BF16, 4, 8); Tensor out = Tensor.allocate(ctx, DType.BF16, 4, 8)) {
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> Sparse24Ops.gatherRows(in, new int[] {0, 1, 1, 3}, out), "perm", "not a permutation");
+                    () -> Sparse24Ops.gatherRows(in, new int[] {0, 1, 1, 3}, out), "perm", "not a permutation",
+                    "[0, 4)", ": 1");
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> Sparse24Ops.gatherRows(in, new int[] {0, 1, 2}, out), "perm", "4");
+                    () -> Sparse24Ops.gatherRows(in, new int[] {0, 1, 2}, out), "perm", "4 indices", "got 3");
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> Sparse24Ops.gemm(in, false, out, false, out), "b:", "[k, n]");
+                    () -> Sparse24Ops.gemm(in, false, out, false, out), "b:", "[k, n]", "[4, 8]");
             assertThrowsNaming(IllegalArgumentException.class,
-                    () -> Sparse24Ops.selectDenseFeatures(ctx, new int[] {1, 2}, 3), "k", "[0, 2]");
+                    () -> Sparse24Ops.selectDenseFeatures(ctx, new int[] {1, 2}, 3), "k", "[0, 2]", "got 3");
         }
     }
 }

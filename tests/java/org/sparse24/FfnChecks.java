@@ -217,6 +217,10 @@ abstract class FfnChecks {
                 TestData.assertClose(at + "dX", o.dx.toFloats(), ref.dx, tol);
                 TestData.assertClose(at + "dW1", o.dw1.toFloats(), ref.dw1, tol);
                 TestData.assertClose(at + "dW2", o.dw2.toFloats(), ref.dw2, tol);
+                TestData.assertWithinBounds(at + "Z", o.z.toFloats(), ref.z, ref.zBound);
+                TestData.assertWithinBounds(at + "dX", o.dx.toFloats(), ref.dx, ref.dxBound);
+                TestData.assertWithinBounds(at + "dW1", o.dw1.toFloats(), ref.dw1, ref.dw1Bound);
+                TestData.assertWithinBounds(at + "dW2", o.dw2.toFloats(), ref.dw2, ref.dw2Bound);
                 checkSparsity(saved.sparsity(), ref, mode, step, denseFeatures.length, flipAllowance());
             }
         }

@@ -340,6 +340,204 @@ abstract class OpsChecks {
         }
     }
 
+    // ---- fixed groups with ties, zeros and infinities (and NaN), every dtype and layout ------------------------
+
+    private static final float INF = Float.POSITIVE_INFINITY;
+    private static final float NAN = Float.NaN;
+
+    /** {input h, what sparsify24Rows keeps}: relu(h)^2, the 2 largest per group, ties to the lower index. */
+    static final float[][][] ROW_TIES = {
+        {{1, 1, 1, 1}, {1, 1, 0, 0}},
+        {{0, 2, 2, 0}, {0, 4, 4, 0}},
+        {{-3, 3, 1, 3}, {0, 9, 0, 9}},
+        {{0, 0, 0, 0}, {0, 0, 0, 0}},
+        {{-1, -2, 0, -4}, {0, 0, 0, 0}},
+        {{0, 0, 0, 5}, {0, 0, 0, 25}},
+        {{0.5f, 0.5f, 2, 0.5f}, {0.25f, 0, 4, 0}},
+        {{INF, 1, INF, 1}, {INF, 0, INF, 0}},
+        {{1, INF, 1, 1}, {1, INF, 0, 0}},
+        {{-INF, 2, -INF, 2}, {0, 4, 0, 4}},
+    };
+
+    /** NaN ranks above everything and propagates; among NaNs the lower index wins. */
+    static final float[][][] ROW_NAN_TIES = {
+        {{NAN, 1, 1, 0}, {NAN, 1, 0, 0}},
+        {{1, NAN, NAN, 2}, {0, NAN, NAN, 0}},
+        {{NAN, NAN, NAN, NAN}, {NAN, NAN, 0, 0}},
+        {{-1, 3, NAN, INF}, {0, 0, NAN, INF}},
+        {{-1, -1, -1, NAN}, {0, 0, 0, NAN}},
+    };
+
+    /** {input v, what compress24 keeps}: the 2 largest |v| per group, ties to the lower index. */
+    static final float[][][] MAGNITUDE_TIES = {
+        {{1, 1, 1, 1}, {1, 1, 0, 0}},
+        {{0, 2, 2, 0}, {0, 2, 2, 0}},
+        {{-3, 3, 1, 3}, {-3, 3, 0, 0}},
+        {{0, 0, 0, 0}, {0, 0, 0, 0}},
+        {{0, 0, 0, -5}, {0, 0, 0, -5}},
+        {{-2, 1, 2, -1}, {-2, 0, 2, 0}},
+        {{-INF, INF, 1, 0}, {-INF, INF, 0, 0}},
+        {{1, -INF, 5, INF}, {0, -INF, 0, INF}},
+        {{0.5f, -0.5f, 0.5f, -0.5f}, {0.5f, -0.5f, 0, 0}},
+    };
+
+    static final float[][][] MAGNITUDE_NAN_TIES = {
+        {{NAN, 1, 1, 0}, {NAN, 1, 0, 0}},
+        {{-1, NAN, 3, NAN}, {0, NAN, 0, NAN}},
+        {{NAN, NAN, NAN, -INF}, {NAN, NAN, 0, 0}},
+        {{-INF, 2, 1, NAN}, {-INF, 0, 0, NAN}},
+    };
+
+    /** (dtype, layout) for a 64 x 64 matrix: every layout the dtype allows. */
+    Stream<Arguments> tieCases() {
+        return dtypes().stream().flatMap(dtype -> Stream.of(Layout.values())
+                .filter(layout -> layout != Layout.CUSPARSELT || dtype != DType.FP32)
+                .map(layout -> Arguments.of(dtype, layout)));
+    }
+
+    /** A 64 x 64 matrix whose group g of row r is pattern (r + g) % n, and what the op should keep of it. */
+    private static float[][] tiled(float[][][] patterns) {
+        float[] in = new float[64 * 64];
+        float[] kept = new float[64 * 64];
+        for (int r = 0; r < 64; r++) {
+            for (int g = 0; g < 16; g++) {
+                float[][] pattern = patterns[(r + g) % patterns.length];
+                System.arraycopy(pattern[0], 0, in, r * 64 + 4 * g, 4);
+                System.arraycopy(pattern[1], 0, kept, r * 64 + 4 * g, 4);
+            }
+        }
+        return new float[][] {in, kept};
+    }
+
+    private static void assertGroups(float[][][] patterns, float[] expected, float[] actual) {
+        for (int i = 0; i < expected.length; i++) {
+            int r = i / 64;
+            int g = (i % 64) / 4;
+            assertEquals(expected[i], actual[i], "row " + r + " group " + g + " "
+                    + Arrays.toString(patterns[(r + g) % patterns.length][0]) + " position " + i % 4);
+        }
+    }
+
+    private float[] sparsify24RowsOf(float[] h, DType dtype, Layout layout, long[] totals, int[] counts) {
+        try (Tensor ht = Tensor.fromFloats(ctx, dtype, h, 64, 64);
+             PackedMatrix packed = PackedMatrix.allocate(ctx, layout, dtype, 64, 64);
+             Tensor dense = Tensor.allocate(ctx, dtype, 64, 64)) {
+            long[] t = Sparse24Ops.sparsify24Rows(ht, false, packed, counts);
+            System.arraycopy(t, 0, totals, 0, 2);
+            dense.poison(0xFF);
+            Sparse24Ops.decompress24(packed, dense);
+            return dense.toFloats();
+        }
+    }
+
+    private float[] compress24Of(float[] v, DType dtype, Layout layout) {
+        try (Tensor in = Tensor.fromFloats(ctx, dtype, v, 64, 64);
+             PackedMatrix packed = PackedMatrix.allocate(ctx, layout, dtype, 64, 64);
+             Tensor out = Tensor.allocate(ctx, dtype, 64, 64)) {
+            Sparse24Ops.compress24(in, packed);
+            out.poison(0xFF);
+            Sparse24Ops.decompress24(packed, out);
+            return out.toFloats();
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void sparsify24RowsTieRows(DType dtype, Layout layout) {
+        float[][] m = tiled(ROW_TIES);
+        long[] totals = new long[2];
+        int[] counts = new int[64];
+        float[] y = sparsify24RowsOf(m[0], dtype, layout, totals, counts);
+        assertGroups(ROW_TIES, m[1], y);
+        long positive = IntStream.range(0, m[0].length).filter(i -> m[0][i] > 0).count();
+        long kept = IntStream.range(0, m[1].length).filter(i -> m[1][i] != 0).count();
+        assertArrayEquals(new long[] {positive, kept}, totals, "totals {non-zeros, kept}");
+        int[] expectedCounts = new int[64];
+        IntStream.range(0, m[1].length).filter(i -> m[1][i] != 0).forEach(i -> expectedCounts[i % 64]++);
+        assertArrayEquals(expectedCounts, counts, "column counts");
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void compress24TieRows(DType dtype, Layout layout) {
+        float[][] m = tiled(MAGNITUDE_TIES);
+        assertGroups(MAGNITUDE_TIES, m[1], compress24Of(m[0], dtype, layout));
+    }
+
+    /** The backward's 2:4 along tokens on fixed columns: ties, zeros, infinities; two dense features aside. */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void colsSplitTieColumns(DType dtype, Layout srcLayout) {
+        // h along tokens 4p..4p+3 of feature c (c % 4 < 2), and what the split keeps of relu(h)^2 there
+        float[][][] columns = {
+            {{1, 1, 1, 1}, {1, 1, 0, 0}},
+            {{0, 2, 2, 0}, {0, 4, 4, 0}},
+            {{3, 3, 1, 3}, {9, 9, 0, 0}},
+            {{0, 0, 0, 0}, {0, 0, 0, 0}},
+            {{0, 0, 0, 1}, {0, 0, 0, 1}},
+            {{INF, 1, INF, 1}, {INF, 0, INF, 0}},
+            {{1, 2, 1, 2}, {0, 4, 0, 4}},
+        };
+        int tokens = 64;
+        int features = 64;
+        int[] denseIdx = {1, 8};
+        float[] h = new float[tokens * features];
+        float[] y = new float[tokens * features];
+        float[] expected = new float[features * tokens];
+        for (int c = 0; c < features; c++) {
+            for (int t = 0; t < tokens; t++) {
+                float[][] pattern = columns[(c / 4 * 2 + c % 4 + t / 4) % columns.length];
+                h[t * features + c] = c % 4 < 2 ? pattern[0][t % 4] : -1;
+                y[t * features + c] = c % 4 < 2 ? pattern[0][t % 4] * pattern[0][t % 4] : 0;
+                boolean dense = Arrays.binarySearch(denseIdx, c) >= 0;
+                expected[c * tokens + t] = c % 4 < 2 && !dense ? pattern[1][t % 4] : 0;
+            }
+        }
+        Layout outLayout = outLayout(srcLayout, dtype, features, tokens);
+        try (Tensor ht = Tensor.fromFloats(ctx, dtype, h, tokens, features);
+             PackedMatrix src = PackedMatrix.allocate(ctx, srcLayout, dtype, tokens, features);
+             PackedMatrix t = PackedMatrix.allocate(ctx, outLayout, dtype, features, tokens);
+             Tensor tDense = Tensor.allocate(ctx, dtype, features, tokens);
+             Tensor denseCols = Tensor.allocate(ctx, dtype, tokens, denseIdx.length)) {
+            Sparse24Ops.sparsify24Rows(ht, srcLayout == Layout.DENSE, src, null);
+            denseCols.poison(0xFF);
+            tDense.poison(0xFF);
+            long[] totals = Sparse24Ops.sparsify24ColsSplit(src, null, denseIdx, t, denseCols);
+            Sparse24Ops.decompress24(t, tDense);
+            float[] tv = tDense.toFloats();
+            for (int c = 0; c < features; c++) {
+                for (int p = 0; p < tokens; p++) {
+                    assertEquals(expected[c * tokens + p], tv[c * tokens + p], "feature " + c + " token " + p);
+                }
+            }
+            float[] cols = denseCols.toFloats();
+            for (int p = 0; p < tokens; p++) {
+                for (int j = 0; j < denseIdx.length; j++) {
+                    assertEquals(y[p * features + denseIdx[j]], cols[p * denseIdx.length + j], "dense column " + j);
+                }
+            }
+            long nonzeros = IntStream.range(0, y.length)
+                    .filter(i -> y[i] != 0 && Arrays.binarySearch(denseIdx, i % features) < 0).count();
+            long kept = IntStream.range(0, expected.length).filter(i -> expected[i] != 0).count();
+            assertArrayEquals(new long[] {nonzeros, kept}, totals, "totals {non-zeros, kept}");
+        }
+    }
+
+    /** NaN in a group is kept and propagates (it ranks above every value; among NaNs the lower index wins). */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void sparsify24RowsNanRanksHighest(DType dtype, Layout layout) {
+        float[][] m = tiled(ROW_NAN_TIES);
+        assertGroups(ROW_NAN_TIES, m[1], sparsify24RowsOf(m[0], dtype, layout, new long[2], null));
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("tieCases")
+    void compress24NanRanksHighest(DType dtype, Layout layout) {
+        float[][] m = tiled(MAGNITUDE_NAN_TIES);
+        assertGroups(MAGNITUDE_NAN_TIES, m[1], compress24Of(m[0], dtype, layout));
+    }
+
     /** At most 2 non-zeros in each group of 4 consecutive columns of every row (and no NaN). */
     static void assertTwoFour(float[] m, int rows, int cols) {
         for (int r = 0; r < rows; r++) {

@@ -48,6 +48,32 @@ final class TestData {
         assertTrue(error < tolerance, what + ": relative error " + error + " >= " + tolerance);
     }
 
+    /**
+     * Every element within twice its own error bound (see {@link ReferenceFfn}): one wrong element, or one wrong
+     * column among thousands, fails here where a whole-matrix relative error could pass it.
+     */
+    static void assertWithinBounds(String what, float[] actual, double[] expected, double[] bound) {
+        assertEquals(expected.length, actual.length, what + ": length");
+        int outside = 0;
+        int worst = -1;
+        double worstRatio = 0;
+        for (int i = 0; i < actual.length; i++) {
+            double ratio = Math.abs(actual[i] - expected[i]) / (2 * bound[i]);
+            if (!(ratio <= 1)) { // NaN counts as outside
+                outside++;
+                if (worst < 0 || !(ratio <= worstRatio)) {
+                    worst = i;
+                    worstRatio = ratio;
+                }
+            }
+        }
+        if (outside > 0) {
+            throw new AssertionError(what + ": " + outside + " of " + actual.length + " elements outside twice their"
+                    + " error bound; worst at " + worst + ": got " + actual[worst] + ", expected " + expected[worst]
+                    + " +- " + 2 * bound[worst]);
+        }
+    }
+
     /** Relative tolerance of a comparison with the float64 reference for outputs stored in {@code dtype}. */
     static double tolerance(DType dtype) {
         switch (dtype) {
