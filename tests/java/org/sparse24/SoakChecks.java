@@ -90,7 +90,9 @@ abstract class SoakChecks {
             System.out.println(getClass().getSimpleName() + (scoped ? " scoped" : " forgotten") + ": " + steps
                     + " steps; counted native bytes " + warmBytes + " -> " + ctx.countedBytes() + " (max " + maxBytes
                     + "); resident " + (warmRss >> 20) + " -> " + (rss >> 20) + " MiB");
-            assertTrue(maxBytes < (64L << 20), "counted native bytes reached " + maxBytes);
+            // bounded: the unclosed outputs of all the steps would hold GBs; on a GPU the steps outpace the
+            // Cleaner's thread between the collections that gcBytes (16 MiB) asks for (H200: 72 MB at most)
+            assertTrue(maxBytes < (128L << 20), "counted native bytes reached " + maxBytes);
             assertTrue(rss - warmRss < rssAllowance(), "resident memory grew from " + (warmRss >> 20) + " to "
                     + (rss >> 20) + " MiB after the warm-up");
         }

@@ -68,7 +68,7 @@ class TorchGpuTest {
 
     @BeforeEach
     void setUp() {
-        assumeTrue(torch.cuda_is_available(), "LibTorch has no CUDA here (the preset's CPU natives, or no GPU)");
+        assumeTrue(TorchTestData.cudaAvailable(), "LibTorch has no CUDA here (the preset's CPU natives, or no GPU)");
         gpu = Sparse24.cuda(0);
         cuda = TorchTensors.device(gpu);
     }

@@ -18,6 +18,27 @@ final class TorchTestData {
     }
 
     /** A new CPU Float tensor holding {@code values} (row-major). */
+    /**
+     * Whether LibTorch can run CUDA here. Its CUDA hooks register when libtorch_cuda loads: before that,
+     * {@code torch.cuda_is_available()} answers false even with a GPU (seen on the H200), so load it first.
+     */
+    static boolean cudaAvailable() {
+        try {
+            org.bytedeco.javacpp.Loader.load(org.bytedeco.pytorch.global.torch_cuda.class);
+        } catch (Throwable e) {  // the preset's CPU natives: no torch_cuda
+            return false;
+        }
+        if (torch.cuda_is_available()) {
+            return true;
+        }
+        try (org.bytedeco.pytorch.Device cuda = new org.bytedeco.pytorch.Device(torch.DeviceType.CUDA, (byte) 0);
+             Tensor probe = Tensor.create(new float[] {1f}, 1).to(cuda, ScalarType.Float)) {
+            return probe.is_cuda();
+        } catch (RuntimeException e) {
+            return false;
+        }
+    }
+
     static Tensor tensor(float[] values, long... shape) {
         try (FloatPointer p = new FloatPointer(values); Tensor view = torch.from_blob(p, shape)) {
             return view.clone();
