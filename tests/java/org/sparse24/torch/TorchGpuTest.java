@@ -314,6 +314,30 @@ class TorchGpuTest {
         }
     }
 
+    /** Each backward (without retain_graph) releases its forward: the anchor's deleter retires the call. */
+    @Test
+    void eachBackwardReleasesItsForward() {
+        Case k = new Case(ScalarType.BFloat16, 5);
+        try (SparseFfn ffn = new SparseFfn(gpu, D, F, DType.BF16, SparseFfnOptions.defaults());
+             SparseFfnFunction f = new SparseFfnFunction(ffn)) {
+            List<String> events = java.util.Collections.synchronizedList(new ArrayList<>());
+            f.trace = events::add;
+            for (int step = 0; step < 3; step++) {
+                events.clear();
+                Tensor z = f.apply(k.x, k.w1, k.w2);
+                Tensor loss = z.to(ScalarType.Float).mul(k.c).sum();
+                loss.backward();
+                torch_cuda.device_synchronize();
+                String seen = "step " + step + ": events " + events + ", pending forwards " + f.pendingForwards();
+                System.out.println("eachBackwardReleasesItsForward " + seen);
+                loss.close();
+                z.close();
+                assertTrue(events.contains("released"), seen);
+                assertEquals(0, f.pendingForwards(), seen);
+            }
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"BF16", "FP16"})
     void aThousandStepsKeepMemoryFlat(DType dtype) {
