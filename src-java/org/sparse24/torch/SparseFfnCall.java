@@ -14,6 +14,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorBase;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.TensorTensorHook;
+import org.bytedeco.pytorch.VoidTensorHook;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.sparse24.SavedState;
@@ -32,6 +33,18 @@ final class SparseFfnCall {
      * throw inside native code; in a deleter, which runs in a destructor, that would abort the process).
      */
     static final Set<SparseFfnCall> LIVE = ConcurrentHashMap.newKeySet();
+
+    /**
+     * Per thread, the carrier hooks' arguments and results of calls that have returned (autograd copied them):
+     * closed at the thread's next hook. At most one backward's worth stays open per autograd thread.
+     */
+    private static final ThreadLocal<List<Pointer>> RETURNED = ThreadLocal.withInitial(ArrayList::new);
+
+    private static void closeReturnedArguments() {
+        List<Pointer> returned = RETURNED.get();
+        returned.forEach(Pointer::close);
+        returned.clear();
+    }
 
     /** Forwards by the address of their anchor's memory (one float that nothing reads). */
     private static final ConcurrentHashMap<Long, SparseFfnCall> ANCHORS = new ConcurrentHashMap<>();
@@ -67,7 +80,7 @@ final class SparseFfnCall {
     private final long[] versions = new long[3];
     private final TensorTensorHook[] carrierHooks = new TensorTensorHook[3];
     private final Node[] carrierNodes = new Node[3];
-    private final TensorTensorHook zHook;
+    private final VoidTensorHook zHook;
     private SavedState saved;
     private Tensor[] inputs; // detached aliases of x, w1, w2 (same memory and version counter)
     private Tensor[] stash = new Tensor[3];
@@ -86,11 +99,19 @@ final class SparseFfnCall {
         for (int i = 0; i < 3; i++) {
             versions[i] = inputs[i]._version();
         }
-        zHook = new TensorTensorHook() {
+        // A hook's argument is a copy (@ByVal) that its Java wrapper owns: it holds the gradient's memory until
+        // closed (the garbage collector would free it much later: device memory grew by every step's gradients
+        // on the H200). zHook only observes dZ, so it closes its argument; a carrier returns its argument (by
+        // reference, copied by autograd after the hook returns), so that one is closed by the thread's next hook.
+        zHook = new VoidTensorHook() {
             @Override
-            public TensorBase call(TensorBase grad) {
-                backward(grad);
-                return grad;
+            public void call(TensorBase grad) {
+                closeReturnedArguments();
+                try {
+                    backward(grad);
+                } finally {
+                    grad.close();
+                }
             }
         };
         for (int i = 0; i < 3; i++) {
@@ -98,7 +119,13 @@ final class SparseFfnCall {
             carrierHooks[i] = new TensorTensorHook() {
                 @Override
                 public TensorBase call(TensorBase zeros) {
-                    return take(input, zeros);
+                    closeReturnedArguments();
+                    RETURNED.get().add(zeros);
+                    TensorBase out = take(input, zeros);
+                    if (out != zeros) {
+                        RETURNED.get().add(out);
+                    }
+                    return out;
                 }
             };
         }

@@ -81,12 +81,14 @@ final class Gpt implements AutoCloseable {
                 @Override
                 public void call(org.bytedeco.pytorch.TensorBase grad) {
                     start.record();
+                    grad.close(); // a copy this wrapper owns: it would hold dZ's memory until collected
                 }
             };
             b.atBwdEnd = new VoidTensorHook() {
                 @Override
                 public void call(org.bytedeco.pytorch.TensorBase grad) {
                     end.record();
+                    grad.close(); // a copy this wrapper owns: it would hold dX's memory until collected
                 }
             };
             blocks.add(b);
