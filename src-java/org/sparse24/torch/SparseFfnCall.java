@@ -71,6 +71,13 @@ final class SparseFfnCall {
         }
     };
 
+    static {
+        // This class is first used inside apply(), often inside the caller's PointerScope, which would free the
+        // deleter when it closes: every later anchor would then never call back (no forward retired, their
+        // saved states kept: device memory ran out in training). One reference of our own keeps it for good.
+        ANCHOR_FREED.retainReference();
+    }
+
     private static final String[] NAMES = {"x", "w1", "w2"};
 
     final SparseFfnFunction owner;
