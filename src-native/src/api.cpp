@@ -83,6 +83,24 @@ void check_packed(const s24_context* ctx, s24_dtype dtype, int64_t rows, int64_t
     check_layout(layout, dtype, rows, cols, what);
 }
 
+// The token-wise split's arguments, shared by sparsify24_cols_split and grad_split24 (op names the call):
+// source [tokens, features] packed in in_layout, output [features, tokens] in out_layout, k dense features.
+void check_split(const s24_context* ctx, const char* op, s24_dtype dtype, int64_t tokens, int64_t features,
+                 s24_layout in_layout, s24_layout out_layout, int64_t k, const void* t_packed, const uint8_t* is_dense,
+                 const int32_t* dense_idx, const void* dense_cols) {
+    check_packed(ctx, dtype, tokens, features, in_layout, (std::string(op) + " source").c_str());
+    check_layout(out_layout, dtype, features, tokens, (std::string(op) + " output").c_str());
+    require(tokens % 4 == 0 || out_layout != S24_LAYOUT_CUSPARSELT, op,
+            ": tokens % 4 != 0 needs out_layout DENSE or ROW");
+    require(k >= 0 && k <= features, "k must be in [0, features = ", features, "], got ", k);
+    require_pointer(t_packed, "t_packed");
+    if (k > 0) {
+        require_pointer(is_dense, "is_dense");
+        require_pointer(dense_idx, "dense_idx");
+        require_pointer(dense_cols, "dense_cols");
+    }
+}
+
 }  // namespace
 }  // namespace s24
 
@@ -353,18 +371,9 @@ s24_status s24_sparsify24_cols_split(s24_context* ctx, s24_dtype dtype, int64_t 
                                      const uint8_t* is_dense, const int32_t* dense_idx, int64_t k,
                                      s24_layout out_layout, void* t_packed, void* dense_cols, int64_t* totals) {
     return locked(ctx, [&] {
-        check_packed(ctx, dtype, tokens, features, in_layout, "sparsify24_cols_split source");
-        check_layout(out_layout, dtype, features, tokens, "sparsify24_cols_split output");
-        require(tokens % 4 == 0 || out_layout != S24_LAYOUT_CUSPARSELT,
-                "sparsify24_cols_split: tokens % 4 != 0 needs out_layout DENSE or ROW");
-        require(k >= 0 && k <= features, "k must be in [0, features = ", features, "], got ", k);
+        check_split(ctx, "sparsify24_cols_split", dtype, tokens, features, in_layout, out_layout, k, t_packed,
+                    is_dense, dense_idx, dense_cols);
         require_pointer(src_packed, "src_packed");
-        require_pointer(t_packed, "t_packed");
-        if (k > 0) {
-            require_pointer(is_dense, "is_dense");
-            require_pointer(dense_idx, "dense_idx");
-            require_pointer(dense_cols, "dense_cols");
-        }
         ctx->backend->sparsify24_cols_split(dtype, tokens, features, src_packed, in_layout, perm, is_dense, dense_idx,
                                             k, out_layout, t_packed, dense_cols, totals);
     });
@@ -375,22 +384,13 @@ s24_status s24_grad_split24(s24_context* ctx, s24_dtype dtype, int64_t tokens, i
                             const uint8_t* is_dense, const int32_t* dense_idx, int64_t k, s24_layout out_layout,
                             void* t_packed, void* dense_cols, int64_t* totals) {
     return locked(ctx, [&] {
-        check_packed(ctx, dtype, tokens, features, in_layout, "grad_split24 y_packed / dh_packed");
-        check_layout(out_layout, dtype, features, tokens, "grad_split24 output");
-        require(tokens % 4 == 0 || out_layout != S24_LAYOUT_CUSPARSELT,
-                "grad_split24: tokens % 4 != 0 needs out_layout DENSE or ROW");
-        require(k >= 0 && k <= features, "k must be in [0, features = ", features, "], got ", k);
+        check_split(ctx, "grad_split24", dtype, tokens, features, in_layout, out_layout, k, t_packed, is_dense,
+                    dense_idx, dense_cols);
         require_pointer(dy, "dy");
         require_pointer(y_packed, "y_packed");
         require_pointer(dh_packed, "dh_packed");
-        require_pointer(t_packed, "t_packed");
         require(dh_packed != y_packed && dh_packed != dy && t_packed != dh_packed,
                 "grad_split24: dh_packed must not alias dy or y_packed, nor t_packed dh_packed");
-        if (k > 0) {
-            require_pointer(is_dense, "is_dense");
-            require_pointer(dense_idx, "dense_idx");
-            require_pointer(dense_cols, "dense_cols");
-        }
         ctx->backend->grad_split24(dtype, tokens, features, dy, y_packed, in_layout, dh_packed, perm, is_dense,
                                    dense_idx, k, out_layout, t_packed, dense_cols, totals);
     });

@@ -46,4 +46,22 @@ final class InUse implements AutoCloseable {
         }
         context.releaseUse();
     }
+
+    /**
+     * Waits on {@code monitor} (which the caller holds, and which is notified when a use ends) until
+     * {@code users} reads 0; an interrupt does not end the wait but is kept in the thread's status.
+     */
+    static void awaitNoUsers(Object monitor, java.util.function.IntSupplier users) {
+        boolean interrupted = false;
+        while (users.getAsInt() > 0) {
+            try {
+                monitor.wait();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
 }

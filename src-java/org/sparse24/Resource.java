@@ -136,16 +136,6 @@ abstract class Resource implements AutoCloseable {
 
     /** Waits (holding this monitor) until no call uses this resource; keeps the thread's interrupt status. */
     private void awaitNoUsers() {
-        boolean interrupted = false;
-        while (users > 0) {
-            try {
-                wait();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
+        InUse.awaitNoUsers(this, () -> users);
     }
 }

@@ -202,17 +202,7 @@ public final class Sparse24 implements AutoCloseable {
         s24_context h;
         synchronized (this) {
             accepting = false;
-            boolean interrupted = false;
-            while (users > 0) {
-                try {
-                    wait();
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
+            InUse.awaitNoUsers(this, () -> users);
             h = handle;
             handle = null;
         }
