@@ -64,6 +64,16 @@ public:
     virtual void copy(void* dst, const void* src, size_t bytes, s24_copy_kind kind) = 0;
     virtual void fill(void* ptr, int value, size_t bytes) = 0;
 
+    // A forward's saved state (only this context's work touches it). release_saved returns it in stream order,
+    // after the work enqueued so far (set_stream chains streams, so that is all of this context's work), without
+    // waiting. CUDA keeps a memory pool of the context's own for it: cudaMalloc + a synchronizing cudaFree per
+    // forward stalled the host every layer of a training step.
+    virtual void* allocate_saved(size_t bytes) { return allocate(bytes); }
+    virtual void release_saved(void* ptr) {
+        synchronize();
+        release(ptr);
+    }
+
     // Scratch for one FFN call (the front end asks once per call and sub-allocates): valid until the
     // next call that asks for scratch (calls on a context are serialized and stream-ordered, so one
     // growing buffer serves them all). Contents undefined. Building blocks must NOT use it: they keep

@@ -396,7 +396,7 @@ s24_status s24_saved_create(s24_ffn* ffn, s24_saved** out) {
         const SavedParts parts(*ffn);
         auto s = std::make_unique<s24_saved>();
         s->ffn = ffn;
-        s->memory = be.allocate(parts.total);
+        s->memory = be.allocate_saved(parts.total);
         char* base = (char*)s->memory;
         s->y_packed = base + parts.y;
         s->counts = (int32_t*)(base + parts.counts);
@@ -406,7 +406,7 @@ s24_status s24_saved_create(s24_ffn* ffn, s24_saved** out) {
         try {
             be.fill(s->totals, 0, 6 * sizeof(int64_t));
         } catch (...) {
-            be.release(s->memory);
+            be.release_saved(s->memory);
             throw;
         }
         *out = s.release();
@@ -418,10 +418,7 @@ s24_status s24_saved_create(s24_ffn* ffn, s24_saved** out) {
 s24_status s24_saved_destroy(s24_saved* saved) {
     if (saved == nullptr) return S24_OK;
     s24_ffn* ffn = saved->ffn;
-    s24_status status = locked(ffn->ctx, [&] {
-        ffn->ctx->backend->synchronize();  // work enqueued on the saved memory finishes first
-        ffn->ctx->backend->release(saved->memory);
-    }, true);
+    s24_status status = locked(ffn->ctx, [&] { ffn->ctx->backend->release_saved(saved->memory); }, true);
     delete saved;
     release_ffn(ffn);
     return status;

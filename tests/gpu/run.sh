@@ -12,6 +12,10 @@
 #   nativebench  s24_native_check bench <results-dir>/native-bench.json -> native-bench.log
 #   train        the training example (org.sparse24.examples.GptTrain $TRAIN_ARGS, run in <results-dir>/train,
 #                on LibTorch's CUDA build; skipped if the example is not in the bundle) -> train.log
+#   multigpu     on ≥ 2 GPUs, LibTorch's CUDA build, NVLink multicast off: the examples' MultiGpuCheck
+#                -> multigpu-check.log; TensorParallelBench on 2 ranks ($TP_ARGS) -> multigpu-tp/; GptTrain data
+#                parallel on 2 ranks, one run per name of DDP_RUNS (dense, sparse-warmup, sparse: as train-gpu.sh)
+#                with $TRAIN_ARGS -> multigpu-ddp-<name>/ (rank logs; the CSV if TRAIN_ARGS has no --csv)
 # Every step runs under `timeout`, and a failing step does not stop the others. The results folder
 # gets summary.txt (one line a step: name, PASS/FAIL/TIMEOUT/SKIPPED, exit status, seconds; under the
 # JUnit steps one line a test class: tests ran, failed, skipped; then "overall PASS|FAIL"). A GPU test
@@ -26,7 +30,8 @@
 #   TIMEOUT_NATIVE=300 TIMEOUT_JUNIT=300 TIMEOUT_TORCH=300 TIMEOUT_BENCH=400 TIMEOUT_NATIVEBENCH=300
 #   TIMEOUT_TRAIN=600            (seconds)
 #   TORCH_DIR=/tmp/sparse24-torch   where torch-assemble.sh put LibTorch (lib/*.jar)
-#   TRAIN_ARGS                   the training example's arguments
+#   TRAIN_ARGS                   the training example's arguments (train, multigpu)
+#   TP_ARGS, DDP_RUNS="dense sparse-warmup", DENSE_WARMUP=300, TIMEOUT_MULTIGPU=600 (each of its runs)
 #   BENCH_ARGS                   the benchmark's options after the results folder (e.g. --crossover)
 #   SPARSE24_CUSPARSELT_PATH, SPARSE24_CUBLASLT_PATH   directory (or file) of libcusparseLt.so.0 /
 #                                libcublasLt.so.13; found through python3's nvidia wheels if unset
@@ -53,6 +58,7 @@ TIMEOUT_NATIVE="${TIMEOUT_NATIVE:-300}"
 TIMEOUT_JUNIT="${TIMEOUT_JUNIT:-300}"
 TIMEOUT_TORCH="${TIMEOUT_TORCH:-300}"
 TIMEOUT_TRAIN="${TIMEOUT_TRAIN:-600}"
+TIMEOUT_MULTIGPU="${TIMEOUT_MULTIGPU:-600}"
 TORCH_DIR="${TORCH_DIR:-/tmp/sparse24-torch}"
 TIMEOUT_BENCH="${TIMEOUT_BENCH:-400}"
 TIMEOUT_NATIVEBENCH="${TIMEOUT_NATIVEBENCH:-300}"
@@ -318,6 +324,40 @@ if wanted train; then
         step train "$TIMEOUT_TRAIN" "$RES/train.log" bash -c 'cd "$0" && exec "$@"' "$RES/train" \
             "${TORCH_ENV[@]}" "$JAVA" "${JVM[@]}" "${TORCH_JVM[@]}" -cp "$CP:$EXAMPLES_CP:$TORCH_CP" \
             "$TRAIN_CLASS" "${TRAIN[@]}"
+    fi
+fi
+
+if wanted multigpu; then
+    why="$(torch_missing)"
+    EXAMPLES_CP="$(IFS=:; shopt -s nullglob; a=("$B"/examples/*.jar "$B"/examples/lib/*.jar); echo "${a[*]}")"
+    NGPU="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')"
+    if [[ "${EXAMPLES_PRESENT:-0}" != 1 ]]; then skip multigpu "the examples are not in the bundle"
+    elif (( NGPU < 2 )); then skip multigpu "$NGPU GPU(s) visible, 2 needed"
+    elif [[ "$why" == SKIP* ]]; then skip multigpu "${why#SKIP }"
+    elif [[ -n "$why" ]]; then missing multigpu "${why#FAIL }"
+    else
+        export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+        MCP="$CP:$EXAMPLES_CP:$TORCH_CP"
+        step multigpu-check "$TIMEOUT_MULTIGPU" "$RES/multigpu-check.log" \
+            "${TORCH_ENV[@]}" "$JAVA" "${JVM[@]}" "${TORCH_JVM[@]}" -cp "$MCP" org.sparse24.examples.MultiGpuCheck
+        read -r -a TP <<< "${TP_ARGS:-}"
+        step multigpu-tp "$TIMEOUT_MULTIGPU" "$RES/multigpu-tp.log" "${TORCH_ENV[@]}" \
+            MAIN=org.sparse24.examples.TensorParallelBench JAVA_OPTS="${JVM[*]} ${TORCH_JVM[*]}" \
+            "$B/train-ddp.sh" "$JAVA" "$MCP" 2 "$RES/multigpu-tp" "${TP[@]}"
+        read -r -a TRAIN <<< "${TRAIN_ARGS:-}"
+        for name in ${DDP_RUNS:-dense sparse-warmup}; do
+            case "$name" in
+                dense) ffn=(--ffn dense) ;;
+                sparse-warmup) ffn=(--ffn sparse --dense-warmup "${DENSE_WARMUP:-300}") ;;
+                sparse) ffn=(--ffn sparse) ;;
+                *) missing "multigpu-ddp-$name" "unknown run (dense, sparse-warmup, sparse)"; continue ;;
+            esac
+            dir="$RES/multigpu-ddp-$name"
+            csv=(); [[ " ${TRAIN[*]} " == *" --csv "* ]] || csv=(--csv "$dir/$name.csv")
+            step "multigpu-ddp-$name" "$TIMEOUT_MULTIGPU" "$RES/multigpu-ddp-$name.log" "${TORCH_ENV[@]}" \
+                JAVA_OPTS="${JVM[*]} ${TORCH_JVM[*]}" "$B/train-ddp.sh" "$JAVA" "$MCP" 2 "$dir" \
+                "${TRAIN[@]}" "${ffn[@]}" "${csv[@]}"
+        done
     fi
 fi
 

@@ -118,6 +118,23 @@ public:
         use_device();
         return scratch_.get(bytes, stream_);
     }
+    void* allocate_saved(size_t bytes) override {
+        use_device();
+        void* p = nullptr;
+        cudaError_t err = cudaMallocFromPoolAsync(&p, bytes, saved_pool(), stream_);
+        if (err == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError();
+            fail(S24_ERROR_OUT_OF_MEMORY, "cudaMallocFromPoolAsync of " + std::to_string(bytes) +
+                                              " bytes (saved state): out of device memory");
+        }
+        check_cuda(err, "cudaMallocFromPoolAsync (saved state)");
+        return p;
+    }
+    void release_saved(void* ptr) override {
+        if (ptr == nullptr) return;
+        use_device();
+        check_cuda(cudaFreeAsync(ptr, stream_), "cudaFreeAsync (saved state)");
+    }
 
     // --- events ------------------------------------------------------------------------------------
     void* event_create() override {
@@ -305,6 +322,22 @@ private:
     cudaEvent_t fork_event_ = nullptr, join_event_ = nullptr;
     bool forked_ = false;
 
+    // The saved states' pool (created on first use), keeping released memory for the next forwards.
+    cudaMemPool_t saved_pool_ = nullptr;
+    cudaMemPool_t saved_pool() {
+        if (saved_pool_ == nullptr) {
+            cudaMemPoolProps props{};
+            props.allocType = cudaMemAllocationTypePinned;
+            props.location.type = cudaMemLocationTypeDevice;
+            props.location.id = device_;
+            check_cuda(cudaMemPoolCreate(&saved_pool_, &props), "cudaMemPoolCreate (saved states)");
+            uint64_t keep = UINT64_MAX;
+            check_cuda(cudaMemPoolSetAttribute(saved_pool_, cudaMemPoolAttrReleaseThreshold, &keep),
+                       "cudaMemPoolSetAttribute (saved states)");
+        }
+        return saved_pool_;
+    }
+
     // Buffers (declared before the library objects, so destroyed after them).
     DeviceBuffer scratch_{"context scratch"};
     DeviceBuffer blas_ws_{"cuBLASLt workspace"};
@@ -418,6 +451,7 @@ CudaBackend::~CudaBackend() {
     lt_ws_.release();
     blas_ws_.release();
     scratch_.release();
+    if (saved_pool_) (void)cudaMemPoolDestroy(saved_pool_);
     (void)cudaGetLastError();
 }
 

@@ -41,7 +41,7 @@ public final class MultiGpuCheck {
     }
 
     public static void main(String[] args) throws Exception {
-        int visible = torch.cuda_device_count();
+        int visible = visibleGpus();
         int devices = args.length > 0 ? Integer.parseInt(args[0]) : visible;
         int iterations = args.length > 1 ? Integer.parseInt(args[1]) : 20;
         if (devices < 2 || visible < devices) {
@@ -53,6 +53,19 @@ public final class MultiGpuCheck {
         System.out.println("MultiGpuCheck: " + (failures.isEmpty() ? "PASS" : "FAIL") + " (" + devices
                 + " devices, " + iterations + " iterations each)");
         System.exit(failures.isEmpty() ? 0 : 1);
+    }
+
+    /**
+     * The GPUs LibTorch sees. Its CUDA hooks register when libtorch_cuda loads; before that LibTorch counts 0
+     * devices even on a GPU host (seen on two H200s), so load it first. 0 with the preset's CPU natives.
+     */
+    static int visibleGpus() {
+        try {
+            org.bytedeco.javacpp.Loader.load(torch_cuda.class);
+        } catch (Throwable e) { // the CPU natives have no torch_cuda
+            return 0;
+        }
+        return torch.cuda_device_count();
     }
 
     /** Runs the check on devices 0..devices-1 at once; returns the failures (empty: passed). */
@@ -112,8 +125,7 @@ public final class MultiGpuCheck {
             for (int it = 0; it < iterations; it++) {
                 float[][] inputs = inputs(new Random(1000L * it + device));
                 float[][] got = run(fExact, inputs, cuda, ScalarType.BFloat16);
-                long current = torch_cuda.getCurrentCUDAStream((byte) device).stream().address();
-                if (gpu.stream().address() != current) {
+                if (address(gpu.stream()) != address(torch_cuda.getCurrentCUDAStream((byte) device).stream())) {
                     throw new AssertionError("device " + device + ": the context's stream is not LibTorch's current "
                             + "stream of the device");
                 }
@@ -159,6 +171,11 @@ public final class MultiGpuCheck {
 
     private static Tensor tensor(float[] values, long... shape) {
         return Tensor.create(values, shape.length == 0 ? new long[] {values.length} : shape);
+    }
+
+    /** A stream handle's address; JavaCPP gives null for the legacy default stream (handle 0). */
+    private static long address(org.bytedeco.javacpp.Pointer stream) {
+        return stream == null ? 0 : stream.address();
     }
 
     static float[] floats(Tensor t) {

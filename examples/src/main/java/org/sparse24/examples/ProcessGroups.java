@@ -60,7 +60,15 @@ final class ProcessGroups {
         if (store == null) {
             throw new IllegalArgumentException("a rendezvous file (store) is required");
         }
-        return new FileStore(store.toAbsolutePath().toString(), world);
+        FileStore fileStore = new FileStore(store.toAbsolutePath().toString(), world);
+        // The preset allocates a FileStore with plain new and a deallocator of its own, and a process group takes
+        // it as c10::intrusive_ptr (stealing it: reference count 1, owned by the group). If the Java object were
+        // collected or closed, the group's store would be deleted under it (on two H200s: NCCL's heartbeat monitor
+        // crashed, "corrupted double-linked list" after the first GC). So Java gives up its ownership: neither the
+        // collector nor a PointerScope deletes it; the last group holding it does.
+        fileStore.retainReference();
+        fileStore.deallocate(false);
+        return fileStore;
     }
 
     /** Throws naming every variable of {@link #MULTICAST_OFF} that {@code env} lacks or sets otherwise. */

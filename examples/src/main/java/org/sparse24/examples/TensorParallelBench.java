@@ -156,7 +156,9 @@ public final class TensorParallelBench {
         Tensor w2l = w2.detach().clone().set_requires_grad(true);
         Tensor z = ffn.apply(xl, w1l, w2l);
         backward(z, dz);
-        return new Tensor[] {z.detach(), xl.grad(), w1l.grad(), w2l.grad()};
+        // grad() is a reference into the leaf's autograd data: detach() makes tensors of their own, which stay valid
+        // after the leaves are collected (without it the check crashed on two H200s, in detach of a freed gradient)
+        return new Tensor[] {z.detach(), xl.grad().detach(), w1l.grad().detach(), w2l.grad().detach()};
     }
 
     /** One training step's FFN on leaves x, w1, w2: forward, then backward with dz; the gradients are dropped. */
