@@ -7,6 +7,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
 
 import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.Node;
 import org.bytedeco.pytorch.PointerConsumer;
@@ -23,14 +24,27 @@ import org.sparse24.Sparsity;
 
 /**
  * One training forward of a {@link SparseFfnFunction} spliced into the graph: its saved state, the (detached)
- * inputs the backward reads, the hooks, the anchor that tells when autograd releases the graph, and the gradients stashed between the
- * hook on z and the carriers' hooks.
+ * inputs the backward reads, the hooks, the anchors that tell when autograd releases the graph's saved variables
+ * and when it frees the graph, and the gradients stashed between the hook on z and the carriers' hooks.
+ *
+ * <p>Lifetimes. The state (saved state, inputs) is needed until the graph's saved variables are released (after
+ * a backward without retain_graph, or with the graph); the hooks until the graph itself is freed: a second
+ * backward through a released graph still calls the hook on z (which then throws), and autograd may free the
+ * graph long after the PointerScope, sparse24 Scope or backward the forward ran in. So nothing this call keeps
+ * past {@code apply()} belongs to the caller's scopes: every wrapper here holds a reference of its own (a scope
+ * closing around apply() does not free it) and is closed by this call; the release anchor and the graph anchor
+ * (see {@link #splice}) say when. The callbacks are per forward, not a fixed set of static ones dispatching by an
+ * id: a hook receives only a gradient, nothing that tells the forwards apart. Nothing scarce is used up: LibTorch
+ * keeps a hook as a std::function holding a copy of JavaCPP's callback object, which calls back through its JNI
+ * weak reference, not through one of the few (10) function-pointer slots of a FunctionPointer class; only
+ * {@code from_blob}'s deleter is a plain function pointer, and {@link #ANCHOR_FREED} is one for all forwards.
  */
 final class SparseFfnCall {
     /**
-     * Forwards whose graph may still call back into Java. The native side holds only weak references to hook
-     * and deleter objects, so they are kept here until the graph can no longer call them (a GC'd callback would
-     * throw inside native code; in a deleter, which runs in a destructor, that would abort the process).
+     * Forwards whose graph may still call back into Java: from the forward until autograd frees its graph. The
+     * native side holds only weak references to the callback objects, so they are kept here until then (a
+     * collected callback throws NullPointerException inside the backward; in a deleter, which runs in a
+     * destructor, that would abort the process).
      */
     static final Set<SparseFfnCall> LIVE = ConcurrentHashMap.newKeySet();
 
@@ -46,22 +60,22 @@ final class SparseFfnCall {
         returned.clear();
     }
 
-    /** Forwards by the address of their anchor's memory (one float that nothing reads). */
-    private static final ConcurrentHashMap<Long, SparseFfnCall> ANCHORS = new ConcurrentHashMap<>();
+    /** What each anchor's deleter does, by the address of the anchor's memory (one float, zero). */
+    private static final ConcurrentHashMap<Long, Runnable> ANCHORS = new ConcurrentHashMap<>();
 
     /**
      * The deleter of every anchor. One instance for all: the preset maps {@code from_blob}'s deleter to a plain C
      * function pointer, of which JavaCPP can have only a few (10) instances alive at once; the data pointer it
-     * receives tells the forwards apart.
+     * receives tells the anchors apart.
      */
     private static final PointerConsumer ANCHOR_FREED = new PointerConsumer() {
         @Override
         public void call(Pointer data) {
             // runs in a destructor: must not throw
             try {
-                SparseFfnCall call = ANCHORS.remove(data.address());
-                if (call != null) {
-                    call.anchorFreed();
+                Runnable freed = ANCHORS.remove(data.address());
+                if (freed != null) {
+                    freed.run();
                 }
             } catch (Throwable t) {
                 // nothing can be reported from here; the call stays in LIVE
@@ -85,15 +99,16 @@ final class SparseFfnCall {
     private final long[] xSizes;
     private final boolean[] need;
     private final long[] versions = new long[3];
-    private final TensorTensorHook[] carrierHooks = new TensorTensorHook[3];
+    private final TensorTensorHook[] carrierHooks = new TensorTensorHook[3]; // of the inputs that need grad
     private final Node[] carrierNodes = new Node[3];
     private final VoidTensorHook zHook;
     private SavedState saved;
     private Tensor[] inputs; // detached aliases of x, w1, w2 (same memory and version counter)
     private Tensor[] stash = new Tensor[3];
     private String closedReason;
-    private boolean anchorFreed;
-    private boolean anchored;
+    private boolean released;      // the release anchor was freed: no backward can run any more
+    private boolean graphAnchored; // the graph anchor exists: its deleter frees the callbacks
+    private boolean callbacksFreed;
 
     SparseFfnCall(SparseFfnFunction owner, SavedState saved, long tokens, long[] xSizes, Tensor x, Tensor w1,
                   Tensor w2, boolean[] need) {
@@ -102,7 +117,8 @@ final class SparseFfnCall {
         this.tokens = tokens;
         this.xSizes = xSizes;
         this.need = need.clone();
-        this.inputs = new Tensor[] {x.detach(), w1.detach(), w2.detach()};
+        this.inputs = new Tensor[] {x.detach().retainReference(), w1.detach().retainReference(),
+                w2.detach().retainReference()};
         for (int i = 0; i < 3; i++) {
             versions[i] = inputs[i]._version();
         }
@@ -120,8 +136,12 @@ final class SparseFfnCall {
                     grad.close();
                 }
             }
-        };
+        }.retainReference();
+        owner.callbacks.incrementAndGet();
         for (int i = 0; i < 3; i++) {
+            if (!need[i]) {
+                continue;
+            }
             final int input = i;
             carrierHooks[i] = new TensorTensorHook() {
                 @Override
@@ -134,34 +154,37 @@ final class SparseFfnCall {
                     }
                     return out;
                 }
-            };
+            }.retainReference();
+            owner.callbacks.incrementAndGet();
         }
     }
 
-    /** Adds the carriers, the anchor and the hooks to the graph; z [T, d] becomes differentiable in place. */
+    /**
+     * Adds the carriers, the anchors and the hooks to the graph; z [T, d] becomes differentiable in place:
+     * {@code z += (graphAnchor.sum() + carrier_x[0:0].sum() + ...) * releaseAnchor}, exactly + 0.
+     */
     void splice(Tensor z, Tensor[] args) {
         List<Pointer> temps = new ArrayList<>();
         try (TensorOptions floats = new TensorOptions(ScalarType.Float);
-             DeviceOptional anyDevice = new DeviceOptional()) {
-            // The anchor: a 0-dim CPU tensor (it mixes with tensors of any device) that the Mul node below
-            // saves, so that it is freed, and ANCHOR_FREED called, exactly when autograd releases this
+             DeviceOptional anyDevice = new DeviceOptional();
+             TensorOptions zOptions = z.options();
+             Device zDevice = z.device();
+             DeviceOptional onZsDevice = new DeviceOptional(zDevice)) {
+            // The release anchor: a 0-dim CPU tensor (it mixes with tensors of any device) that only the Mul node
+            // below saves, so that it is freed, and released() called, exactly when autograd releases this
             // graph's saved variables (after a backward through z without retain_graph, or with the graph).
-            Pointer data = Pointer.malloc(Float.BYTES);
-            if (data == null || data.isNull()) {
-                throw new OutOfMemoryError("malloc of the anchor's 4 bytes failed");
-            }
-            ANCHORS.put(data.address(), this);
-            Tensor anchor;
-            try {
-                anchor = torch.from_blob(data, new long[0], ANCHOR_FREED, floats, anyDevice);
-            } catch (RuntimeException e) {
-                ANCHORS.remove(data.address());
-                Pointer.free(data);
-                throw e;
-            }
-            anchored = true;
-            temps.add(anchor);
-            Tensor sum = null;
+            Tensor releaseAnchor = anchor(this::released, new long[0], floats, anyDevice);
+            temps.add(releaseAnchor);
+            // The graph anchor: an empty leaf that requires grad, on z's device (its empty gradient stays there;
+            // its data is never read). The AccumulateGrad node that owns it is reachable only through the
+            // nodes below, so it is freed, and graphFreed() called, when autograd frees those nodes, the hooks'
+            // nodes with them: from then on nothing can call this forward's callbacks.
+            Tensor graphAnchor = anchor(this::graphFreed, new long[] {0}, zOptions, onZsDevice);
+            graphAnchored = true;
+            temps.add(graphAnchor);
+            graphAnchor.set_requires_grad(true);
+            Tensor sum = graphAnchor.sum();
+            temps.add(sum);
             for (int i = 0; i < 3; i++) {
                 if (!need[i]) {
                     continue;
@@ -169,24 +192,37 @@ final class SparseFfnCall {
                 Tensor carrier = args[i].view_as(args[i]);
                 temps.add(carrier);
                 carrier.register_hook(carrierHooks[i]);
-                carrierNodes[i] = carrier.grad_fn();
+                carrierNodes[i] = carrier.grad_fn().retainReference();
                 Tensor empty = carrier.narrow(0, 0, 0);
                 temps.add(empty);
                 Tensor term = empty.sum();
                 temps.add(term);
-                if (sum == null) {
-                    sum = term;
-                } else {
-                    sum = sum.add(term);
-                    temps.add(sum);
-                }
+                sum = sum.add(term);
+                temps.add(sum);
             }
-            sum = sum.mul(anchor); // every backward through z runs this node, which then releases the anchor
+            sum = sum.mul(releaseAnchor); // every backward through z runs this node, which then releases the anchor
             temps.add(sum);
-            z.add_(sum); // exactly + 0; z now has a grad_fn that reaches the carriers
+            z.add_(sum); // exactly + 0; z now has a grad_fn that reaches the carriers and the graph anchor
             z.register_hook(zHook);
         } finally {
             temps.forEach(Pointer::close);
+        }
+    }
+
+    /** A zero tensor of {@code sizes} over a malloc'ed float whose deleter runs {@code freed}. */
+    private static Tensor anchor(Runnable freed, long[] sizes, TensorOptions options, DeviceOptional device) {
+        Pointer data = Pointer.malloc(Float.BYTES);
+        if (data == null || data.isNull()) {
+            throw new OutOfMemoryError("malloc of an anchor's 4 bytes failed");
+        }
+        Pointer.memset(data, 0, Float.BYTES); // the Mul reads the release anchor: uninitialized, it could be a NaN
+        ANCHORS.put(data.address(), freed);
+        try {
+            return torch.from_blob(data, sizes, ANCHOR_FREED, options, device);
+        } catch (RuntimeException e) {
+            ANCHORS.remove(data.address());
+            Pointer.free(data);
+            throw e;
         }
     }
 
@@ -196,7 +232,7 @@ final class SparseFfnCall {
             throw new IllegalStateException("cannot backpropagate through the sparse FFN (" + owner.ffn
                     + "): its saved state was freed because " + closedReason);
         }
-        if (anchorFreed) {
+        if (released) {
             throw new IllegalStateException("trying to backpropagate through the sparse FFN (" + owner.ffn
                     + ") a second time, but its saved state was freed after the first backward; pass "
                     + "retain_graph=true to the first backward() to backpropagate twice");
@@ -307,38 +343,38 @@ final class SparseFfnCall {
         return g; // (not expected: autograd's gradient of a view is a fresh contiguous tensor)
     }
 
-    /** The anchor's deleter: autograd released the graph's saved variables (or the whole graph). */
-    synchronized void anchorFreed() {
-        try {
-            anchorFreed = true;
-            owner.emit("released");
-            // No backward can use the saved state any more; the carriers of a backward in progress only need
-            // the stash.
-            closeState(null);
-            retireIfDone();
-        } catch (Throwable t) {
-            // never let an exception out of a native destructor
-        }
+    /** The release anchor's deleter: autograd released the graph's saved variables (or freed the graph). */
+    private synchronized void released() {
+        released = true;
+        owner.emit("released");
+        // No backward can use the saved state any more; the carriers of a backward in progress only need the stash.
+        closeState(null);
+        retireIfDone();
+    }
+
+    /** The graph anchor's deleter: autograd freed the graph, so nothing can call this forward's callbacks. */
+    private synchronized void graphFreed() {
+        closeState("its graph was freed"); // e.g. the gradients of a backward stopped before the carriers
+        freeCallbacks();
     }
 
     /**
-     * Frees the saved state and the inputs; with a reason (closed, failed) also the stashed gradients. The
-     * hooks stay: the graph may still call them, and they then throw.
+     * Frees the saved state and the inputs; with a reason (closed, failed, graph freed) also the stashed
+     * gradients, and the forward is no longer pending. The hooks stay until the graph is freed: it may still call
+     * them, and they then throw.
      */
     synchronized void closeState(String reason) {
-        if (reason != null && closedReason == null) {
-            closedReason = reason;
-            for (int i = 0; i < 3; i++) { // nothing will take them: the graph may be dead
+        if (reason != null) {
+            if (closedReason == null) {
+                closedReason = reason;
+            }
+            for (int i = 0; i < 3; i++) { // nothing will take them now
                 if (stash[i] != null) {
                     stash[i].close();
                     stash[i] = null;
                 }
             }
-            if (anchorFreed) { // only the carriers of an interrupted backward could still call: they may not
-                drop();
-            } else {
-                owner.forget(this);
-            }
+            leavePending();
         }
         if (saved != null) {
             saved.close();
@@ -352,34 +388,50 @@ final class SparseFfnCall {
         }
     }
 
-    /** Failure while splicing: the graph never existed. */
+    /** Failure while splicing or after. */
     synchronized void abandon() {
         closeState("the forward failed");
-        if (anchored && !anchorFreed) {
-            return; // a partial graph still holds the anchor: ANCHOR_FREED retires this call with it
-        }
-        LIVE.remove(this);
+        if (!graphAnchored) {
+            freeCallbacks(); // no graph holds them
+        } // else graphFreed() frees them with the partial graph (the caller closes z)
     }
 
     /**
-     * Drops this call (from LIVE and its function) once the graph cannot call it any more: its variables are
-     * released and every stashed gradient was taken. (A backward that fails between z's hook and the
-     * carriers' leaves gradients stashed: {@link SparseFfnFunction#close()} frees them.)
+     * Once its variables are released and every stashed gradient was taken, the forward is no longer pending.
+     * (A backward that fails between z's hook and the carriers' leaves gradients stashed: they are freed with
+     * the graph, or by {@link SparseFfnFunction#close()}.)
      */
     private void retireIfDone() {
-        if (anchorFreed && stash[0] == null && stash[1] == null && stash[2] == null) {
-            drop();
+        if (released && stash[0] == null && stash[1] == null && stash[2] == null) {
+            leavePending();
         }
     }
 
-    private void drop() {
+    /** Leaves the function's pending forwards; the carrier nodes (only a backward reads them) go too. */
+    private void leavePending() {
         for (int i = 0; i < 3; i++) {
             if (carrierNodes[i] != null) {
                 carrierNodes[i].close();
                 carrierNodes[i] = null;
             }
         }
-        LIVE.remove(this);
         owner.forget(this);
+    }
+
+    /** Frees the callbacks once no graph can call them. */
+    private void freeCallbacks() {
+        if (callbacksFreed) {
+            return;
+        }
+        callbacksFreed = true;
+        zHook.close();
+        owner.callbacks.decrementAndGet();
+        for (TensorTensorHook hook : carrierHooks) {
+            if (hook != null) {
+                hook.close();
+                owner.callbacks.decrementAndGet();
+            }
+        }
+        LIVE.remove(this);
     }
 }

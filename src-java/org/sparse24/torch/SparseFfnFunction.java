@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 import org.bytedeco.pytorch.GradMode;
@@ -12,6 +13,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.sparse24.DType;
 import org.sparse24.SavedState;
+import org.sparse24.Scope;
 import org.sparse24.Sparse24;
 import org.sparse24.SparseFfn;
 import org.sparse24.Sparsity;
@@ -48,14 +50,21 @@ import org.sparse24.Sparsity;
  *       tensors). Hooks on the carriers replace their zero gradient by the stashed one. The carriers are
  *       upstream of {@code z}, so autograd always runs {@code z}'s hook first.</li>
  * </ol>
- * The saved state lives as long as the graph: the sum is multiplied by a 0-dim "anchor" tensor that only that
- * Mul node saves, so autograd frees the anchor exactly when it releases the graph's saved variables (at the end
- * of a {@code backward()} through z without {@code retain_graph}, or when the output and everything computed
- * from it are freed), and the anchor's deleter frees the saved state. A second backward through a retained graph works; one through a released graph throws.
- * {@link #close()} frees whatever is still held (forwards never backpropagated whose output is still
- * referenced). The overhead over sparse24's own forward and backward: one sum over dZ, and a zero-filled tensor
- * the size of each argument's gradient (what autograd passes into the carrier hooks) into which that gradient is
- * copied (so that no Java object holds it until garbage collection).
+ * The overhead over sparse24's own forward and backward: one sum over dZ, and a zero-filled tensor the size of
+ * each argument's gradient (what autograd passes into the carrier hooks) into which that gradient is copied (so
+ * that no Java object holds it until garbage collection).
+ *
+ * <h2>Lifetimes</h2>
+ * What a forward keeps for its backward belongs to its graph, not to a JavaCPP {@code PointerScope} or sparse24
+ * {@link org.sparse24.Scope} open around {@code apply} (or around the backward): a forward may run in a scope that
+ * closes before its backward. The saved state (and what else the backward reads) is freed when autograd releases
+ * the graph's saved variables: at the end of a {@code backward()} through z without {@code retain_graph}, or
+ * when the output and everything computed from it are freed (the sum above is multiplied by a 0-dim "release
+ * anchor" that only that Mul node saves; its deleter frees the state). The hook callbacks are freed when
+ * autograd frees the graph itself (an empty "graph anchor" in the sum is owned by the graph's nodes): until then
+ * the graph may still call them — a second backward through a retained graph works, one through a released
+ * graph throws. {@link #close()} frees the state still held (forwards never backpropagated whose output is
+ * still referenced).
  *
  * <p>Under {@code NoGradGuard}, or when no argument requires grad, {@code apply} is {@link #infer}: no graph,
  * nothing kept. The backward needs x, w1, w2 as they were in the forward: modifying one in place before the
@@ -75,6 +84,8 @@ public final class SparseFfnFunction implements AutoCloseable {
     final DType dtype;
     final ScalarType scalarType;
     private final Set<SparseFfnCall> open = new LinkedHashSet<>();
+    /** Hook callbacks of this function's forwards not yet freed (they are freed with their graph). */
+    final AtomicInteger callbacks = new AtomicInteger();
     volatile Consumer<Sparsity> sparsityListener;
     private boolean closed;
 
@@ -122,7 +133,10 @@ public final class SparseFfnFunction implements AutoCloseable {
         if (!GradMode.is_enabled() || !(need[0] || need[1] || need[2])) {
             return shapedLike(x, run(x, w1, w2, tokens, null));
         }
-        SavedState saved = ffn.newSavedState(tokens);
+        SavedState saved;
+        try (Scope own = Sparse24.scope()) { // the graph owns it (see SparseFfnCall), not a Scope open around us
+            saved = own.keep(ffn.newSavedState(tokens));
+        }
         SparseFfnCall call = null;
         Tensor z = null;
         try {
@@ -291,8 +305,13 @@ public final class SparseFfnFunction implements AutoCloseable {
         }
     }
 
-    /** Number of this function's forwards whose graph may still call back (for tests). */
+    /** Number of this function's forwards whose graph may still call back: not yet freed (for tests). */
     int liveForwards() {
         return (int) SparseFfnCall.LIVE.stream().filter(call -> call.owner == this).count();
+    }
+
+    /** Number of hook callbacks of this function's forwards not yet freed (for tests). */
+    int liveCallbacks() {
+        return callbacks.get();
     }
 }

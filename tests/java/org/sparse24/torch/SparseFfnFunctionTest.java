@@ -277,7 +277,9 @@ class SparseFfnFunctionTest {
             assertEquals(List.of("forward"), events);
             assertEquals(1, f.pendingForwards());
             assertEquals(1, f.liveForwards());
-            z.square().sum().backward();
+            Tensor square = z.square();
+            Tensor loss = square.sum();
+            loss.backward();
             int zHook = events.indexOf("z-hook");
             assertTrue(zHook > 0, events.toString());
             for (String carrier : new String[] {"x-hook", "w1-hook", "w2-hook"}) {
@@ -286,7 +288,12 @@ class SparseFfnFunctionTest {
             assertTrue(events.indexOf("released") > zHook, events.toString());
             assertEquals(6, events.size(), events.toString());
             assertEquals(0, f.pendingForwards(), "saved state freed");
-            assertEquals(0, f.liveForwards(), "hooks no longer held");
+            assertEquals(1, f.liveForwards(), "the graph, still referenced, holds the hooks");
+            loss.close();
+            square.close();
+            z.close();
+            assertEquals(0, f.liveForwards(), "hooks freed with the graph");
+            assertEquals(0, f.liveCallbacks());
             assertNotNull(x.grad());
             assertNotNull(w1.grad());
             assertNotNull(w2.grad());
@@ -414,14 +421,23 @@ class SparseFfnFunctionTest {
         Tensor pw1 = param(floats(w1), F, D);
         try (SparseFfn ffn = new SparseFfn(ctx, D, F, DType.FP32, EXACT_BACKWARD);
              SparseFfnFunction f = new SparseFfnFunction(ffn)) {
-            Tensor loss = f.apply(x, w1, w2).square().sum();
-            TensorVector grads = torch.grad(new TensorVector(loss), new TensorVector(w1));
+            Tensor z = f.apply(x, w1, w2);
+            Tensor square = z.square();
+            Tensor loss = square.sum();
+            TensorVector grads;
+            try (TensorVector outputs = new TensorVector(loss); TensorVector inputs = new TensorVector(w1)) {
+                grads = torch.grad(outputs, inputs);
+            }
             plainMasked(x.detach(), pw1, w2.detach()).square().sum().backward();
             assertClose("dW1 by autograd::grad", floats(pw1.grad()), floats(grads.get(0)), 1e-4);
             assertFalse(x.grad().defined(), "grad() fills no .grad()");
-            assertEquals(0, f.pendingForwards(), "released by grad(), which ran without retain_graph");
-            assertEquals(0, f.liveForwards(), "no stash left for the carriers not run");
+            assertEquals(0, f.pendingForwards(), "released by grad(), which ran without retain_graph, no stash left "
+                    + "for the carriers not run");
             assertThrowsNaming(RuntimeException.class, loss::backward, "second time");
+            loss.close();
+            square.close();
+            z.close();
+            assertEquals(0, f.liveForwards());
         }
     }
 
@@ -516,10 +532,13 @@ class SparseFfnFunctionTest {
         });
         try (SparseFfn ffn = new SparseFfn(ctx, D, F, DType.FP32, SparseFfnOptions.defaults())) {
             SparseFfnFunction f = new SparseFfnFunction(ffn);
-            Tensor loss = f.apply(x, w1, w2).sum();
+            Tensor z = f.apply(x, w1, w2);
+            Tensor loss = z.sum();
             assertThrowsNaming(RuntimeException.class, loss::backward, "upstream failure");
             assertEquals(0, f.pendingForwards());
             f.close();
+            loss.close();
+            z.close();
             assertEquals(0, f.liveForwards());
         }
     }
@@ -542,6 +561,7 @@ class SparseFfnFunctionTest {
             assertEquals(List.of("forward", "released"), events);
             assertEquals(0, f.pendingForwards());
             assertEquals(0, f.liveForwards());
+            assertEquals(0, f.liveCallbacks());
         }
     }
 
