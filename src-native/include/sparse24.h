@@ -138,6 +138,41 @@ s24_status s24_context_synchronize(s24_context* ctx);
  * algorithm_search option. No effect on the CPU backend. */
 s24_status s24_context_set_algorithm_search(s24_context* ctx, int32_t on);
 
+/* Scratch retention. A context keeps, between calls, the temporaries its calls grow on demand: the FFN's scratch
+ * buffer (s24_ffn_workspace_size; one per context, shared by its plans) and, on CUDA, the cuBLASLt workspaces
+ * (32 MiB per stream) and the sparse GEMM's workspace and temporaries. A call counts when it uses any of them
+ * (FFN forwards and backwards; on CUDA also s24_ffn_tune, s24_spmm, s24_gemm, s24_spmm_tune). The rule, applied
+ * after every counted call that succeeds and when it is set:
+ *   if together they hold more than max_bytes, each one larger than the most the last `calls` counted calls
+ *   asked of it (this call included; with calls = 0, none) is released;
+ * so after a call the context holds at most max(max_bytes, what the last `calls` calls needed), and a one-off
+ * large call (e.g. T = 65536 once) stops holding memory `calls` counted calls later. The next call that needs a
+ * released buffer allocates it again. Defaults: max_bytes = 256 MiB, calls = 64 (a training step of L layers
+ * sharing the context makes 2L counted calls: calls >= L + 1 keeps the backward's scratch across the forwards).
+ * max_bytes = 0 with calls = 0 releases everything after every call; max_bytes = SIZE_MAX never releases (until
+ * s24_context_trim or s24_context_destroy). calls < 0 is S24_ERROR_INVALID_ARGUMENT.
+ * A release on CUDA first waits for the work on the context's stream and side stream (as s24_free does). While a
+ * stream of the context is being captured into a CUDA graph nothing is released (the graph replays into these
+ * buffers: keep max_bytes = SIZE_MAX while such a graph is in use). */
+s24_status s24_context_set_scratch_retention(s24_context* ctx, size_t max_bytes, int64_t calls);
+/* Releases every retained buffer now (waiting for the context's stream first); the next call allocates what it
+ * needs. On CUDA it also gives back the device memory of freed saved states, which a pool of the context keeps
+ * for later forwards between trims (the live saved states' memory at most at its peak; s24_saved_create takes it
+ * from the pool and s24_saved_destroy returns it in stream order, without waiting).
+ * S24_ERROR_NOT_SUPPORTED while a stream of the context is being captured into a CUDA graph. */
+s24_status s24_context_trim(s24_context* ctx);
+
+typedef struct s24_context_memory {
+    size_t retained_bytes;    /* held between calls now: ffn_scratch_bytes + workspace_bytes                 */
+    size_t ffn_scratch_bytes; /* the FFN's scratch buffer                                                   */
+    size_t workspace_bytes;   /* the building blocks' workspaces and temporaries (0 on the CPU backend)     */
+    size_t retain_max_bytes;  /* the retention rule (s24_context_set_scratch_retention)                     */
+    int64_t retain_calls;
+    int64_t releases;         /* buffers released so far by the rule and by s24_context_trim                */
+} s24_context_memory;
+/* What the context holds between calls and its retention rule. */
+s24_status s24_context_get_memory(const s24_context* ctx, s24_context_memory* memory);
+
 /* Tuned sparse GEMM plans. Tuning a GEMM shape runs every cuSPARSELt algorithm id (and the choice of
  * cusparseLtMatmulSearch) in every allowed form on random operands of that shape, checks each against
  * cuBLASLt's dense product (relative error <= 1e-2, no NaN), times the valid ones (median of 9 runs) and
@@ -242,11 +277,13 @@ typedef struct s24_ffn_info {
     int32_t sparse_forward_path;  /* 1 if the forward runs sparse GEMMs on this backend and shape      */
     int32_t sparse_backward_path; /* 1 if the backward runs sparse GEMMs on this backend and shape     */
     int64_t dense_features;       /* features computed densely in the split backward                  */
-    size_t workspace_bytes;       /* scratch the context holds for this plan (shared across plans)     */
+    size_t workspace_bytes;       /* scratch the context needs for this plan (shared across plans; kept
+                                     between calls by s24_context_set_scratch_retention's rule)         */
     size_t saved_bytes;           /* memory one s24_saved of this plan holds                          */
 } s24_ffn_info;
 s24_status s24_ffn_get_info(const s24_ffn* ffn, s24_ffn_info* info);
-/* Scratch bytes the context needs for this plan (allocated once per context, grown on demand). */
+/* Scratch bytes the context needs for this plan (one buffer per context, grown on demand, released by the
+ * retention rule: s24_context_set_scratch_retention). */
 s24_status s24_ffn_workspace_size(const s24_ffn* ffn, size_t* bytes);
 
 /* What the forward keeps for the backward: the packed Yhat, per-feature non-zero counts, the dense

@@ -229,6 +229,31 @@ s24_status s24_context_set_algorithm_search(s24_context* ctx, int32_t on) {
     });
 }
 
+s24_status s24_context_set_scratch_retention(s24_context* ctx, size_t max_bytes, int64_t calls) {
+    return locked(ctx, [&] {
+        require(calls >= 0, "calls must be >= 0 (0: keep nothing a call does not need), got ", calls);
+        ctx->backend->set_retention(max_bytes, calls);
+    });
+}
+
+s24_status s24_context_trim(s24_context* ctx) {
+    return locked(ctx, [&] { ctx->backend->trim(); });
+}
+
+s24_status s24_context_get_memory(const s24_context* ctx, s24_context_memory* memory) {
+    return locked(ctx, [&] {
+        require_pointer(memory, "memory");
+        const Retention& r = ctx->backend->retention();
+        std::memset(memory, 0, sizeof(*memory));
+        memory->retained_bytes = r.held();
+        memory->ffn_scratch_bytes = r.held(true);
+        memory->workspace_bytes = memory->retained_bytes - memory->ffn_scratch_bytes;
+        memory->retain_max_bytes = r.max_bytes();
+        memory->retain_calls = r.calls();
+        memory->releases = r.releases();
+    });
+}
+
 // ---- memory ----------------------------------------------------------------------------------------
 
 s24_status s24_malloc(s24_context* ctx, size_t bytes, void** out) {

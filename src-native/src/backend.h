@@ -7,6 +7,7 @@
 // all work is ordered on the backend's current stream.
 #pragma once
 
+#include "retention.h"
 #include "sparse24.h"
 
 #include <cstddef>
@@ -75,11 +76,25 @@ public:
     }
 
     // Scratch for one FFN call (the front end asks once per call and sub-allocates): valid until the
-    // next call that asks for scratch (calls on a context are serialized and stream-ordered, so one
-    // growing buffer serves them all). Contents undefined. Building blocks must NOT use it: they keep
-    // their own workspaces (GEMM workspaces, selection temporaries), since the FFN passes pointers
-    // into this buffer to them.
+    // call returns (calls on a context are serialized and stream-ordered, so one growing buffer serves
+    // them all; the retention rule may release it between calls). Contents undefined. Building blocks
+    // must NOT use it: they keep their own workspaces (GEMM workspaces, selection temporaries), since the
+    // FFN passes pointers into this buffer to them.
     virtual void* scratch(size_t bytes) = 0;
+
+    // --- memory kept between calls (retention.h) ---------------------------------------------------
+    // Every buffer a backend keeps between calls and grows on demand is a RetainedBuffer registered in
+    // retention_ by its constructor. The front end calls end_call() after every call that succeeded.
+    void end_call() { release(retention_.end_call(), false); }
+    // A new rule (calls >= 0), applied at once.
+    void set_retention(size_t max_bytes, int64_t calls) { release(retention_.set_rule(max_bytes, calls), false); }
+    // Releases every retained buffer now, and what the saved states' pool keeps; fails while they cannot be
+    // (see quiesce).
+    void trim() {
+        release(retention_.all(), true);
+        if (quiesce()) trim_saved();
+    }
+    const Retention& retention() const { return retention_; }
 
     // --- events (stream-ordered timing) -----------------------------------------------------------
     virtual void* event_create() = 0;
@@ -155,6 +170,28 @@ public:
     // dst[idx[j], :] = src[j, :] for j < k (rows of `cols` elements).
     virtual void scatter_rows(s24_dtype dtype, int64_t k, int64_t cols, const void* src, const int32_t* idx,
                               void* dst) = 0;
+
+protected:
+    // Waits for the work that may still use the retained buffers. False where they cannot be freed now
+    // (CUDA: a stream of the context is being captured into a graph); nothing is freed then.
+    virtual bool quiesce() { return true; }
+    // Gives back the memory of released saved states that a pool keeps for later forwards (after quiesce).
+    virtual void trim_saved() {}
+
+    Retention retention_;
+
+private:
+    void release(const std::vector<RetainedBuffer*>& buffers, bool required) {
+        if (buffers.empty()) return;
+        if (!quiesce()) {
+            if (required)
+                fail(S24_ERROR_NOT_SUPPORTED, "s24_context_trim: a stream of the context is being captured into a "
+                                              "CUDA graph; trim after the capture ends");
+            return;  // the next call's end releases them
+        }
+        for (RetainedBuffer* b : buffers) b->free_now();
+        retention_.released(buffers.size());
+    }
 };
 
 // Factories. create_cuda_backend throws BACKEND_UNAVAILABLE / LIBRARY_NOT_FOUND with a clear message.

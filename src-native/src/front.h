@@ -163,7 +163,8 @@ private:
     bool admitted_ = false;
 };
 
-// guarded() plus a null check of the context, the in-flight count and the context's lock.
+// guarded() plus a null check of the context, the in-flight count and the context's lock; after a body that
+// succeeded, the retention rule (Backend::end_call) may release the scratch the call no longer needs.
 // releasing: the call frees a child of the context (allowed while the context is being destroyed).
 template <class Body>
 s24_status locked(const s24_context* ctx, Body&& body, bool releasing = false) {
@@ -178,7 +179,10 @@ s24_status locked(const s24_context* ctx, Body&& body, bool releasing = false) {
         return S24_ERROR_INVALID_ARGUMENT;
     }
     std::lock_guard<std::mutex> hold(c->lock);
-    return guarded(body);
+    return guarded([&] {
+        body();
+        c->backend->end_call();
+    });
 }
 
 // Drops one reference to `ctx` and frees it when it was the last (its handle destroyed, no FFN or event left).

@@ -405,6 +405,205 @@ void check_lifetimes(s24_backend backend, const char* name) {
                             std::to_string(done[0] + done[1] + done[2] + done[3]) + " finished)", err);
 }
 
+// One FFN shape's buffers on a context, for the retention checks: forward and backward on fixed random inputs.
+struct FfnCase {
+    s24_dtype dt;
+    int64_t T, d, f;
+    size_t es;
+    Buffer x, w1, w2, dz, z, dx, dw1, dw2;
+    s24_ffn* ffn = nullptr;
+    s24_saved* saved = nullptr;
+
+    static Host16 values(s24_dtype dt, size_t n, std::mt19937& rng, float stddev) {
+        return random16(dt == S24_FP32 ? S24_BF16 : dt, n, rng, stddev);
+    }
+    // fp32 inputs: the bf16 values widened
+    static std::vector<uint8_t> raw(s24_dtype dt, const Host16& h) {
+        std::vector<uint8_t> out(h.bits.size() * (dt == S24_FP32 ? 4 : 2));
+        for (size_t i = 0; i < h.bits.size(); ++i) {
+            if (dt == S24_FP32) {
+                const float v = h.at(i);
+                std::memcpy(&out[4 * i], &v, 4);
+            } else {
+                std::memcpy(&out[2 * i], &h.bits[i], 2);
+            }
+        }
+        return out;
+    }
+    FfnCase(s24_context* c, s24_dtype dtype, int64_t T_, int64_t d_, int64_t f_, std::mt19937& rng)
+        : dt(dtype), T(T_), d(d_), f(f_), es(s24_dtype_size(dtype)),
+          x(c, raw(dtype, values(dtype, T * d, rng, 1.f)).data(), T * d * es),
+          w1(c, raw(dtype, values(dtype, f * d, rng, 1.f / std::sqrt((float)d))).data(), f * d * es),
+          w2(c, raw(dtype, values(dtype, d * f, rng, 1.f / std::sqrt((float)f))).data(), d * f * es),
+          dz(c, raw(dtype, values(dtype, T * d, rng, 1.f)).data(), T * d * es), z(c, T * d * es), dx(c, T * d * es),
+          dw1(c, f * d * es), dw2(c, d * f * es) {
+        s24_ffn_options o;
+        s24_ffn_options_default(&o);
+        o.algorithm_search = 0;  // no tuning: every call of a shape asks for the same sizes
+        o.permute_tokens = 0;    // the same weight gradients every step
+        S24_TRY(s24_ffn_create(c, T, d, f, dt, &o, &ffn));
+    }
+    ~FfnCase() {
+        s24_saved_destroy(saved);
+        s24_ffn_destroy(ffn);
+    }
+    void forward() {
+        if (saved == nullptr) S24_TRY(s24_saved_create(ffn, &saved));
+        S24_TRY(s24_ffn_forward(ffn, x.ptr, w1.ptr, w2.ptr, z.ptr, saved));
+    }
+    void infer() { S24_TRY(s24_ffn_forward(ffn, x.ptr, w1.ptr, w2.ptr, z.ptr, nullptr)); }
+    void backward() {
+        S24_TRY(s24_ffn_backward(ffn, saved, x.ptr, w1.ptr, w2.ptr, dz.ptr, dx.ptr, dw1.ptr, dw2.ptr));
+    }
+    std::vector<uint8_t> outputs() const {
+        std::vector<uint8_t> out;
+        for (const Buffer* b : {&z, &dx, &dw1, &dw2}) {
+            std::vector<uint8_t> part = b->bytes_back();
+            out.insert(out.end(), part.begin(), part.end());
+        }
+        return out;
+    }
+};
+
+// Scratch retention (s24_context_set_scratch_retention) on one backend: the defaults and bad arguments; a large
+// step then small calls (kept while the large calls are in the window, then released down to the mark); trim;
+// (0, 0) releasing after every call with the same results; the default rule against one call above 256 MiB.
+void check_retention(s24_backend backend, const char* name, std::mt19937& rng) {
+    const bool cpu = backend == S24_BACKEND_CPU;
+    // The same bf16 outputs: bit for bit on the CPU; on CUDA within 1e-3 (far below what stale memory would give).
+    auto same = [cpu](const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+        if (cpu || a.size() != b.size()) return a == b;
+        const double e = rel_error(as_floats(a, S24_BF16), as_floats(b, S24_BF16));
+        return e < 1e-3;  // false for NaN
+    };
+    s24_context* ctx = nullptr;
+    S24_TRY(s24_context_create(backend, 0, &ctx));
+    s24_context_memory m;
+    auto memory = [&]() -> const s24_context_memory& {
+        S24_TRY(s24_context_get_memory(ctx, &m));
+        return m;
+    };
+    auto show = [](const s24_context_memory& k) {
+        return fmt("retained %zu (ffn scratch %zu, workspaces %zu), rule %zu bytes / %lld calls, %lld releases",
+                   k.retained_bytes, k.ffn_scratch_bytes, k.workspace_bytes, k.retain_max_bytes,
+                   (long long)k.retain_calls, (long long)k.releases);
+    };
+    memory();
+    report(m.retain_max_bytes == (size_t(256) << 20) && m.retain_calls == 64 && m.releases == 0 &&
+               m.retained_bytes == m.ffn_scratch_bytes + m.workspace_bytes && (!cpu || m.retained_bytes == 0),
+           fmt("%s: a new context's retention rule is 256 MiB / 64 calls", name), show(m));
+
+    std::string err;
+    auto expect = [&](s24_status got, const char* naming, const char* what) {
+        if (got != S24_ERROR_INVALID_ARGUMENT || std::strstr(s24_last_error(), naming) == nullptr)
+            err += fmt("%s -> %s (%s); ", what, s24_status_name(got), s24_last_error());
+    };
+    expect(s24_context_set_scratch_retention(ctx, 1 << 20, -1), "calls", "calls = -1");
+    expect(s24_context_set_scratch_retention(ctx, 1 << 20, INT64_MIN), "calls", "calls = INT64_MIN");
+    expect(s24_context_get_memory(ctx, nullptr), "memory", "get_memory(NULL)");
+    expect(s24_context_set_scratch_retention(nullptr, 0, 0), "context", "set_scratch_retention(NULL context)");
+    expect(s24_context_trim(nullptr), "context", "trim(NULL context)");
+    memory();
+    report(err.empty() && m.retain_max_bytes == (size_t(256) << 20) && m.retain_calls == 64,
+           fmt("%s: bad retention arguments are INVALID_ARGUMENT naming them, the rule unchanged", name),
+           err + show(m));
+
+    // A large step, then small calls. The mark is what a small step holds.
+    {
+        FfnCase small(ctx, S24_BF16, 64, 64, 256, rng), large(ctx, S24_BF16, 2048, 64, 256, rng);
+        S24_TRY(s24_context_set_scratch_retention(ctx, SIZE_MAX, 3));
+        small.forward();
+        small.backward();
+        const std::vector<uint8_t> kept = small.outputs();
+        const size_t mark = memory().retained_bytes;
+        large.forward();
+        large.backward();
+        const size_t peak = memory().retained_bytes;
+        S24_TRY(s24_context_set_scratch_retention(ctx, mark, 3));
+        std::vector<size_t> after;  // retained after each small call
+        const int64_t releases = memory().releases;
+        after.push_back(m.retained_bytes);
+        small.forward();
+        after.push_back(memory().retained_bytes);
+        small.backward();
+        after.push_back(memory().retained_bytes);
+        small.forward();
+        after.push_back(memory().retained_bytes);
+        const int64_t released = memory().releases - releases;
+        small.backward();
+        after.push_back(memory().retained_bytes);
+        const bool unchanged = same(small.outputs(), kept);
+        // (">= peak": on CUDA a small call may need more of some workspace than the large one did)
+        report(peak > mark && after[0] >= peak && after[1] >= peak && after[2] >= peak && after[3] <= mark &&
+                   after[4] <= mark && released > 0 && unchanged,
+               fmt("%s: a large step's scratch is kept while it is among the last 3 calls, then released down to the "
+                   "mark",
+                   name),
+               fmt("mark %zu, peak %zu, after setting the rule and 4 small calls: %zu %zu %zu %zu %zu; %lld released; "
+                   "small step's outputs %s",
+                   mark, peak, after[0], after[1], after[2], after[3], after[4], (long long)released,
+                   unchanged ? "unchanged" : "CHANGED"));
+
+        // trim
+        large.forward();
+        const int64_t before_trim = memory().releases;
+        S24_TRY(s24_context_trim(ctx));
+        memory();
+        const bool emptied = m.retained_bytes == 0 && m.releases > before_trim;
+        const std::string trimmed = show(m);
+        small.forward();
+        small.backward();
+        report(emptied && same(small.outputs(), kept), fmt("%s: s24_context_trim releases everything; the next step "
+                                                       "allocates again and computes the same",
+                                                       name),
+               trimmed);
+
+        // At the mark with an empty window nothing is released; above it everything is, at once; with (0, 0)
+        // nothing is kept after any call.
+        large.forward();
+        large.backward();
+        const size_t full = memory().retained_bytes;
+        const int64_t before_rule = m.releases;
+        S24_TRY(s24_context_set_scratch_retention(ctx, full, 0));
+        small.forward();
+        const bool at_mark_kept = memory().retained_bytes == full && m.releases == before_rule;
+        S24_TRY(s24_context_set_scratch_retention(ctx, 0, 0));
+        std::vector<size_t> held{memory().retained_bytes};
+        for (FfnCase* c : {&large, &small}) {
+            c->forward();
+            held.push_back(memory().retained_bytes);
+            c->backward();
+            held.push_back(memory().retained_bytes);
+        }
+        report(at_mark_kept, fmt("%s: with calls 0, scratch at the mark (%zu bytes) is kept", name, full));
+        report(held == std::vector<size_t>(5, 0) && same(small.outputs(), kept),
+               fmt("%s: max_bytes 0, calls 0 release everything when set and after every call, with the same results",
+                   name),
+               fmt("retained when set and after each call: %zu %zu %zu %zu %zu", held[0], held[1], held[2], held[3],
+                   held[4]));
+    }
+
+    // The default rule: one inference above 256 MiB, then small ones; released when it leaves the 64-call window.
+    S24_TRY(s24_context_set_scratch_retention(ctx, size_t(256) << 20, 64));
+    {
+        // CPU: fp32 H [2^19, 128] alone is 256 MiB; CUDA: bf16 H [2^19, 256]
+        const s24_dtype dt = cpu ? S24_FP32 : S24_BF16;
+        const int64_t d = cpu ? 4 : 64, f = cpu ? 128 : 256;
+        FfnCase huge(ctx, dt, int64_t(1) << 19, d, f, rng), small(ctx, dt, 64, d, f, rng);
+        huge.infer();
+        const size_t peak = memory().retained_bytes;
+        for (int i = 0; i < 63; ++i) small.infer();
+        const size_t at63 = memory().retained_bytes;
+        small.infer();
+        const size_t at64 = memory().retained_bytes;
+        report(peak > (size_t(256) << 20) && at63 >= peak && at64 <= (size_t(256) << 20),
+               fmt("%s: default rule: a %s call needing %zu bytes is kept for 63 small calls, released at the 64th",
+                   name, dname(dt), peak),
+               fmt("retained after 63 small calls %zu, after 64 %zu", at63, at64));
+    }
+    S24_TRY(s24_context_destroy(ctx));
+}
+
 }  // namespace
 
 int run_checks(bool cpu_only) {
@@ -415,6 +614,7 @@ int run_checks(bool cpu_only) {
     run_oracle_checks(cpu, false);
     check_select({cpu, nullptr}, 1000, 50, rng);
     check_lifetimes(S24_BACKEND_CPU, "CPU");
+    check_retention(S24_BACKEND_CPU, "CPU", rng);
     s24_context* gpu = nullptr;
     s24_status st = cpu_only ? S24_OK : s24_context_create(S24_BACKEND_CUDA, 0, &gpu);
     if (cpu_only || st != S24_OK) {
@@ -442,6 +642,7 @@ int run_checks(bool cpu_only) {
     std::printf("-- the CUDA backend against the independent oracle\n");
     run_oracle_checks(gpu, true);
     check_lifetimes(S24_BACKEND_CUDA, "CUDA");
+    check_retention(S24_BACKEND_CUDA, "CUDA", rng);
     std::printf("-- the CUDA backend against the CPU backend\n");
     Pair p{cpu, gpu};
     for (s24_dtype dt : {S24_BF16, S24_FP16}) {

@@ -12,6 +12,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.bytedeco.javacpp.Pointer;
 import org.sparse24.binding.s24_context;
 import org.sparse24.binding.s24_context_info;
+import org.sparse24.binding.s24_context_memory;
 import org.sparse24.binding.global.sparse24;
 
 /**
@@ -30,6 +31,11 @@ import org.sparse24.binding.global.sparse24;
  * }</pre>
  */
 public final class Sparse24 implements AutoCloseable {
+    /** The high-water mark of a new context's scratch retention ({@link #setScratchRetention}): 256 MiB. */
+    public static final long DEFAULT_SCRATCH_MAX_BYTES = 256L << 20;
+    /** The window of a new context's scratch retention ({@link #setScratchRetention}): 64 calls. */
+    public static final long DEFAULT_SCRATCH_CALLS = 64;
+
     private static volatile long gcBytes = Long.getLong("sparse24.gcBytes", 256L << 20);
 
     private volatile s24_context handle;  // null once destroyed
@@ -158,6 +164,64 @@ public final class Sparse24 implements AutoCloseable {
             Native.check(sparse24.s24_context_set_algorithm_search(handle(), on ? 1 : 0),
                     "s24_context_set_algorithm_search");
         }
+    }
+
+    /**
+     * Sets how much scratch this context keeps between calls. A context keeps the temporaries its calls grow on
+     * demand: the FFN's scratch buffer ({@link PlanInfo#workspaceBytes()}; one per context, shared by its
+     * {@link SparseFfn}s) and, on CUDA, the cuBLASLt workspaces (32 MiB per stream) and the sparse GEMM's
+     * temporaries. A call counts when it uses any of them (FFN forwards and backwards; on CUDA also
+     * {@link SparseFfn#tune}, {@link Sparse24Ops#spmm} and {@link Sparse24Ops#gemm}). After every counted call, and
+     * now:
+     * <blockquote>if together they hold more than {@code maxBytes}, each one larger than the most the last
+     * {@code calls} counted calls (this one included; 0: none) asked of it is released.</blockquote>
+     * So after a call the context holds at most max({@code maxBytes}, what its last {@code calls} calls needed): a
+     * one-off large call (e.g. T = 65536 once) stops holding memory {@code calls} counted calls later, and the next
+     * call that needs a released buffer allocates it again. The defaults, {@link #DEFAULT_SCRATCH_MAX_BYTES} and
+     * {@link #DEFAULT_SCRATCH_CALLS}, release nothing a steady loop keeps using: a training step of L layers on one
+     * context makes 2L counted calls, and {@code calls >= L + 1} keeps the backward's scratch across the forwards.
+     * {@code (0, 0)} releases everything after every call; {@code maxBytes = Long.MAX_VALUE} never releases.
+     * On CUDA a release waits for the context's stream first; nothing is released while the stream is being
+     * captured into a CUDA graph. {@link #scratchMemory()} shows the effect.
+     *
+     * @param maxBytes the high-water mark in bytes, >= 0
+     * @param calls    the window in counted calls, >= 0
+     */
+    public void setScratchRetention(long maxBytes, long calls) {
+        Args.atLeast(maxBytes, 0, "maxBytes");
+        Args.atLeast(calls, 0, "calls");
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_set_scratch_retention(handle(), maxBytes, calls),
+                    "s24_context_set_scratch_retention");
+        }
+    }
+
+    /**
+     * Releases every buffer {@link #setScratchRetention} describes now, after the work enqueued on this context has
+     * finished; the next call allocates what it needs again.
+     *
+     * @throws Sparse24Exception {@code S24_ERROR_NOT_SUPPORTED} while a stream of the context is being captured
+     *                           into a CUDA graph
+     */
+    public void releaseScratch() {
+        try (InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_trim(handle()), "s24_context_trim");
+        }
+    }
+
+    /** What this context holds between calls and its retention rule ({@link #setScratchRetention}). */
+    public ScratchMemory scratchMemory() {
+        try (s24_context_memory raw = new s24_context_memory(); InUse u = InUse.of(this)) {
+            Native.check(sparse24.s24_context_get_memory(handle(), raw), "s24_context_get_memory");
+            long max = raw.retain_max_bytes() < 0 ? Long.MAX_VALUE : raw.retain_max_bytes();  // SIZE_MAX
+            return new ScratchMemory(raw.retained_bytes(), raw.ffn_scratch_bytes(), raw.workspace_bytes(), max,
+                    raw.retain_calls(), raw.releases());
+        }
+    }
+
+    /** Bytes this context holds between calls for its calls' temporaries: {@link ScratchMemory#retainedBytes()}. */
+    public long retainedScratchBytes() {
+        return scratchMemory().retainedBytes();
     }
 
     /**

@@ -83,6 +83,31 @@ struct NonzeroTotals {
     }
 };
 
+// The FFN's scratch: host memory kept between calls and grown on demand (retention.h).
+class HostScratch final : public RetainedBuffer {
+public:
+    ~HostScratch() override { std::free(ptr_); }
+    void* get(size_t bytes) {
+        asked(bytes);
+        if (bytes > bytes_ || !ptr_) {
+            free_now();
+            ptr_ = aligned_allocate(bytes, "scratch");
+            bytes_ = bytes;
+        }
+        return ptr_;
+    }
+    size_t held() const override { return bytes_; }
+    void free_now() override {
+        std::free(ptr_);
+        ptr_ = nullptr;
+        bytes_ = 0;
+    }
+
+private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
 // An event of the CPU backend: the host clock when it was last recorded (work is synchronous).
 struct HostEvent {
     std::chrono::steady_clock::time_point time;
@@ -90,8 +115,7 @@ struct HostEvent {
 
 class CpuBackend final : public Backend {
 public:
-    CpuBackend() : threads_(cpu::default_threads()) {}
-    ~CpuBackend() override { std::free(scratch_); }
+    CpuBackend() : threads_(cpu::default_threads()) { retention_.add(&scratch_, true); }
 
     // --- context ---------------------------------------------------------------------------------
 
@@ -116,16 +140,7 @@ public:
     void fill(void* ptr, int value, size_t bytes) override {
         if (bytes > 0) std::memset(ptr, value, bytes);
     }
-    void* scratch(size_t bytes) override {
-        if (bytes > scratch_bytes_ || !scratch_) {
-            std::free(scratch_);
-            scratch_ = nullptr;
-            scratch_bytes_ = 0;
-            scratch_ = aligned_allocate(bytes, "scratch");
-            scratch_bytes_ = bytes;
-        }
-        return scratch_;
-    }
+    void* scratch(size_t bytes) override { return scratch_.get(bytes); }
 
     // --- events: host clock readings -----------------------------------------------------------------
 
@@ -413,8 +428,7 @@ private:
     }
 
     int threads_;
-    void* scratch_ = nullptr;
-    size_t scratch_bytes_ = 0;
+    HostScratch scratch_;
 };
 
 }  // namespace

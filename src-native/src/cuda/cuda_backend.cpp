@@ -135,6 +135,11 @@ public:
         use_device();
         check_cuda(cudaFreeAsync(ptr, stream_), "cudaFreeAsync (saved state)");
     }
+    void trim_saved() override {
+        if (saved_pool_ == nullptr) return;
+        use_device();
+        check_cuda(cudaMemPoolTrimTo(saved_pool_, 0), "cudaMemPoolTrimTo (saved states)");
+    }
 
     // --- events ------------------------------------------------------------------------------------
     void* event_create() override {
@@ -273,6 +278,25 @@ public:
         launch_scatter_rows(dtype, k, cols, src, idx, dst, stream_);
     }
 
+protected:
+    // The retained buffers are used on the context's stream and the side stream (which the FFN joins before it
+    // returns); none is freed while either is being captured into a CUDA graph (cudaStreamSynchronize is not
+    // allowed then, and the graph keeps the buffers' addresses).
+    bool quiesce() override {
+        use_device();
+        auto capturing = [](cudaStream_t s) {
+            cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+            const cudaError_t err = cudaStreamIsCapturing(s, &capture);
+            if (err != cudaSuccess) (void)cudaGetLastError();  // e.g. the legacy stream during a global capture
+            return err != cudaSuccess || capture != cudaStreamCaptureStatusNone;
+        };
+        if (capturing(stream_) || (side_ != nullptr && capturing(side_))) return false;
+        check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (before releasing scratch)");
+        if (side_ != nullptr)
+            check_cuda(cudaStreamSynchronize(side_), "cudaStreamSynchronize (side stream, before releasing scratch)");
+        return true;
+    }
+
 private:
     static constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;  // per matrix, cuSPARSELt 16-bit
 
@@ -338,7 +362,8 @@ private:
         return saved_pool_;
     }
 
-    // Buffers (declared before the library objects, so destroyed after them).
+    // Buffers (declared before the library objects, so destroyed after them), all under the retention rule
+    // (registered by the constructor, the FFN's scratch first).
     DeviceBuffer scratch_{"context scratch"};
     DeviceBuffer blas_ws_{"cuBLASLt workspace"};
     DeviceBuffer blas_side_ws_{"cuBLASLt workspace of the side stream"};
@@ -356,6 +381,9 @@ private:
 };
 
 CudaBackend::CudaBackend(int device) : device_(device) {
+    retention_.add(&scratch_, true);
+    for (DeviceBuffer* b : {&blas_ws_, &blas_side_ws_, &lt_ws_, &dense_a_, &repack_, &repack_tmp_, &c_rows_})
+        retention_.add(b, false);
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess)

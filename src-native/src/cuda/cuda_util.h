@@ -50,38 +50,44 @@ inline bool aligned(const void* p, size_t bytes) { return ((uintptr_t)p % bytes)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// One device allocation that only grows. Growing waits for `stream` (work in flight may still use the
-// old allocation), frees, and allocates the larger size; contents are not kept.
-class DeviceBuffer {
+// One device allocation that grows on demand. Growing waits for `stream` (work in flight may still use the
+// old allocation), frees, and allocates the larger size; contents are not kept. The context's buffers are
+// also released between calls by the retention rule (retention.h), after Backend::quiesce.
+class DeviceBuffer final : public RetainedBuffer {
 public:
     explicit DeviceBuffer(const char* what) : what_(what) {}
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    ~DeviceBuffer() { release(); }
+    ~DeviceBuffer() override { release(); }
 
+    // bytes == 0 returns the current allocation (maybe nullptr) and counts as no request.
     void* get(size_t bytes, cudaStream_t stream) {
-        if (bytes <= size_ && ptr_ != nullptr) return ptr_;
         if (bytes == 0) return ptr_;
-        if (ptr_ != nullptr) {
-            check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-            check_cuda(cudaFree(ptr_), "cudaFree");
-            ptr_ = nullptr;
-            size_ = 0;
-        }
         const size_t granule = (size_t)1 << 16;  // 64 KiB: fewer regrowths for nearby sizes
         const size_t want = (bytes + granule - 1) / granule * granule;
+        asked(want);
+        if (want <= size_ && ptr_ != nullptr) return ptr_;
+        if (ptr_ != nullptr) {
+            check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+            free_now();
+        }
         ptr_ = device_malloc(want, what_);
         size_ = want;
         return ptr_;
     }
 
+    // Frees without checking (destructors).
     void release() noexcept {
         if (ptr_ != nullptr) (void)cudaFree(ptr_);
         ptr_ = nullptr;
         size_ = 0;
     }
 
-    size_t size() const { return size_; }
+    size_t held() const override { return size_; }
+    void free_now() override {
+        void* p = ptr_;
+        ptr_ = nullptr;
+        size_ = 0;
+        if (p != nullptr) check_cuda(cudaFree(p), "cudaFree");
+    }
 
 private:
     const char* what_;
