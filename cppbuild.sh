@@ -11,6 +11,9 @@
 # Usage: ./cppbuild.sh [platform]   (only linux-x86_64 is supported)
 # SPARSE24_CMAKE_ARGS adds CMake options, e.g. -DS24_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a
 # (one GPU target: a faster build while developing).
+# SPARSE24_OUT puts the build into another folder (relative to this script's folder; default
+# cppbuild/<platform>), e.g. a benchmark variant beside the normal build:
+#   SPARSE24_OUT=cppbuild/plain-keys SPARSE24_CMAKE_ARGS=-DS24_BENCH_PLAIN_RANK_KEYS=ON ./cppbuild.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 PLATFORM="${1:-linux-x86_64}"
@@ -48,8 +51,9 @@ fetch_headers() {
     touch "$HEADERS/.complete"
 }
 
-OUT="$PWD/cppbuild/$PLATFORM"
+OUT="${SPARSE24_OUT:-cppbuild/$PLATFORM}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 CUDA_ARGS=()
 case "${SPARSE24_CUDA:-auto}" in
     false|off|OFF|0) WHY="CUDA is off (sparse24.cuda=false)" ;;

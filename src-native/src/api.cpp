@@ -127,7 +127,11 @@ const char* s24_status_name(s24_status status) {
 
 const char* s24_last_error(void) { return last_error.c_str(); }
 
+#if defined(S24_BENCH_PLAIN_RANK_KEYS)
+const char* s24_version(void) { return "0.1.0+plain-rank-keys"; }  // benchmark build (CMakeLists.txt)
+#else
 const char* s24_version(void) { return "0.1.0"; }
+#endif
 
 size_t s24_dtype_size(s24_dtype dtype) { return (size_t)dtype_size(dtype); }
 

@@ -411,6 +411,7 @@ int run_bench() {
     cudaStream_t s;
     CUDA(cudaStreamCreate(&s));
     TRY(s24_context_set_stream(gpu, s));
+    std::printf("sparse24 %s\n", s24_version());
     Timer timer(s);
     std::vector<Row> rows;
     double copy_gbs = 0;

@@ -9,7 +9,7 @@ int run_bench(const char* json_path) {
     S24_TRY(s24_context_create(S24_BACKEND_CUDA, 0, &ctx));
     s24_context_info info;
     S24_TRY(s24_context_get_info(ctx, &info));
-    std::printf("device %s, direct_layout %d\n", info.device_name, info.direct_layout);
+    std::printf("sparse24 %s, device %s, direct_layout %d\n", s24_version(), info.device_name, info.direct_layout);
     std::mt19937 rng(7);
     Timer timer(ctx);
     FILE* json = json_path ? std::fopen(json_path, "w") : nullptr;

@@ -17,6 +17,8 @@
 # every step passed).
 #
 # Environment: BUILD_DIR=/tmp/s24-tune-build  GENCODE=-gencode=arch=compute_90a,code=sm_90a  JOBS=$(nproc)
+#   CMAKE_ARGS (more CMake options, e.g. -DS24_BENCH_PLAIN_RANK_KEYS=ON with another BUILD_DIR: the benchmark
+#   variant of the ranking keys)
 #   PYTHON=python3  S24_NVIDIA_INCLUDE (a folder with cusparseLt.h, cublasLt.h, cusparse.h; found in the
 #   wheels / the CUDA toolkit if unset)  SPARSE24_CUSPARSELT_PATH / SPARSE24_CUBLASLT_PATH (found in the
 #   wheels if unset)
@@ -104,7 +106,7 @@ fi
 BIN="$BUILD_DIR"
 if wanted build; then
     step build 400 "cmake -S '$ROOT/src-native' -B '$BUILD_DIR' -DCMAKE_BUILD_TYPE=Release -DS24_CUDA_GENCODE='$GENCODE' \
-        -DS24_NVIDIA_INCLUDE='$S24_NVIDIA_INCLUDE' -DCMAKE_CUDA_COMPILER='$(command -v nvcc)' > /dev/null &&
+        -DS24_NVIDIA_INCLUDE='$S24_NVIDIA_INCLUDE' -DCMAKE_CUDA_COMPILER='$(command -v nvcc)' ${CMAKE_ARGS:-} > /dev/null &&
         cmake --build '$BUILD_DIR' -j $JOBS --target sparse24 s24_native_check s24_kernel_bench"
 fi
 KB="$BIN/s24_kernel_bench"

@@ -9,6 +9,10 @@
 // The 4 keys are distinct, so "the two smallest keys" is exactly select24's choice. The network returns
 // the byte offset of a [4][4] lookup table entry (first best position, second best position), which
 // holds everything derived from the choice (nibble, byte-permute selectors, kept mask).
+// S24_BENCH_PLAIN_RANK_KEYS (the CMake option of that name; benchmark builds only, never a release): the
+// badness without its NaN handling, as before NaN ranked highest (INF - bits(score); NaN scores 0 for relu
+// and ranks below every score for |x|), to time what the NaN handling costs. NaN inputs then give other
+// results than select24.
 #pragma once
 
 #include "backend.h"
@@ -121,6 +125,11 @@ template <bool BF16>
 struct Fmt {
     static constexpr uint32_t INF = BF16 ? 0x7f80u : 0x7c00u;
     static constexpr uint32_t SQ_ZERO_MAX = BF16 ? 0x1e00u : 0x09a8u;
+#if defined(S24_BENCH_PLAIN_RANK_KEYS)
+    static constexpr uint32_t SCORE_BASE = INF;  // bits(score) = SCORE_BASE - badness
+#else
+    static constexpr uint32_t SCORE_BASE = INF + 1u;
+#endif
 };
 
 // Byte permute {b:a} by a run-time selector (4 nibbles, each < 8). Raw PTX: __byte_perm masks a
@@ -194,14 +203,22 @@ __device__ __forceinline__ uint32_t nan_halves(uint32_t w) {
 template <bool BF16>
 __device__ __forceinline__ uint32_t badness_relu(uint32_t w) {
     constexpr uint32_t INF = Fmt<BF16>::INF;
+#if defined(S24_BENCH_PLAIN_RANK_KEYS)
+    return __viaddmin_u16x2(~w, (INF + 1u) * 0x10001u, INF * 0x10001u);  // INF - bits, NaN -> INF (score 0)
+#else
     return (__viaddmin_u16x2(~w, (INF + 1u) * 0x10001u, INF * 0x10001u) + 0x10001u) & ~nan_halves<BF16>(w);
+#endif
 }
 // Score |x|: NaN -> 0, non-NaN -> INF + 1 - |bits|. (min(~|bits| + INF + 1, INF + 1) + 1), NaN halves cleared.
 template <bool BF16>
 __device__ __forceinline__ uint32_t badness_abs(uint32_t w) {
     constexpr uint32_t INF = Fmt<BF16>::INF;
+#if defined(S24_BENCH_PLAIN_RANK_KEYS)
+    return __viaddmin_u16x2(not_or(w, 0x80008000u), (INF + 1u) * 0x10001u, (INF + 1u) * 0x10001u);  // NaN -> INF + 1
+#else
     return (__viaddmin_u16x2(not_or(w, 0x80008000u), (INF + 1u) * 0x10001u, (INF + 1u) * 0x10001u) + 0x10001u) &
            ~nan_halves<BF16>(w);
+#endif
 }
 
 // Keys of the low / high element of a badness pair, position i in the group.

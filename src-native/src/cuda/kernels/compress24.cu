@@ -25,24 +25,10 @@ void launch_compress24(s24_dtype dtype, int64_t rows, int64_t cols, const void* 
     const char* what = "launch_compress24";
     if (rows <= 0 || cols <= 0) return;
     const RowArgs a = row_args(rows, cols, dense, packed, nullptr, nullptr);
-    const bool fast = aligned(dense, 16) && aligned(packed, 16);
-    with_bf16(dtype, [&](auto bf16) {
-        if (!fast) {
-            const int64_t n = select_rows_generic_items(layout, rows, cols);
-            compress24_generic_kernel<bf16><<<stride_grid(n, kRowThreads, 8192), kRowThreads, 0, stream>>>(a, layout, n);
-            check_launch(what);
-            return;
-        }
-        with_layout(layout, [&](auto lay) {
-            with_bools([&](auto vec) {
-                if constexpr (lay == S24_LAYOUT_CUSPARSELT && !vec) {  // CUSPARSELT has cols % 64 == 0
-                    fail(S24_ERROR_INTERNAL, std::string(what) + ": no kernel for this layout and shape");
-                } else {
-                    launch_persistent<compress24_kernel<bf16, lay, vec>>(a, a.units, kRowThreads, stream, what);
-                }
-            }, cols % 8 == 0);
-        });
-    });
+    const int64_t n = select_rows_generic_items(layout, rows, cols);
+    launch_rows(dtype, layout, aligned(dense, 16) && aligned(packed, 16), a, n, stream, what,
+        [&](auto bf16, int grid) { compress24_generic_kernel<bf16><<<grid, kRowThreads, 0, stream>>>(a, layout, n); },
+        [](auto bf16, auto lay, auto vec) { return kernel_c<compress24_kernel<bf16, lay, vec>>{}; });
 }
 
 }  // namespace cuda

@@ -31,26 +31,14 @@ void launch_decompress24(s24_dtype dtype, int64_t rows, int64_t cols, const void
         return;
     }
     const UnpackArgs a = unpack_args(rows, cols, packed, nullptr, dense);
-    const bool fast = aligned(packed, 16) && aligned(dense, 16);
-    with_bf16(dtype, [&](auto bf16) {
-        if (!fast) {
-            const int64_t meta_bytes = (int64_t)packed_meta_bytes(layout, rows, cols);
-            decompress24_generic_kernel<bf16><<<stride_grid(rows * (cols / 4), kRowThreads, 8192), kRowThreads, 0,
-                                                 stream>>>(a, layout, meta_bytes);
-            check_launch(what);
-            return;
-        }
-        with_layout(layout, [&](auto lay) {
-            with_bools([&](auto vec) {
-                // DENSE is a copy (above); CUSPARSELT has cols % 64 == 0 (always vec16).
-                if constexpr (lay == S24_LAYOUT_DENSE || (lay == S24_LAYOUT_CUSPARSELT && !vec)) {
-                    fail(S24_ERROR_INTERNAL, std::string(what) + ": no kernel for this layout and shape");
-                } else {
-                    launch_persistent<decompress24_kernel<bf16, lay, vec>>(a, a.units, kRowThreads, stream, what);
-                }
-            }, cols % 8 == 0);
+    const int64_t meta_bytes = (int64_t)packed_meta_bytes(layout, rows, cols);
+    launch_rows(dtype, layout, aligned(packed, 16) && aligned(dense, 16), a, rows * (cols / 4), stream, what,
+        [&](auto bf16, int grid) {
+            decompress24_generic_kernel<bf16><<<grid, kRowThreads, 0, stream>>>(a, layout, meta_bytes);
+        },
+        [](auto bf16, auto lay, auto vec) {  // DENSE is a copy (above)
+            if constexpr (lay != S24_LAYOUT_DENSE) return kernel_c<decompress24_kernel<bf16, lay, vec>>{};
         });
-    });
 }
 
 }  // namespace cuda

@@ -101,7 +101,7 @@ __device__ __forceinline__ void select_group(uint32_t w01, uint32_t w23, const u
                                              uint32_t& val, uint32_t& d01, uint32_t& d23, uint32_t& zc_total,
                                              uint32_t& cnt) {
     constexpr int KSH = LAYOUT == S24_LAYOUT_DENSE ? 4 : 3;
-    constexpr uint32_t INF2 = (Fmt<BF16>::INF + 1u) * 0x10001u;  // score bits = INF2 - badness
+    constexpr uint32_t INF2 = Fmt<BF16>::SCORE_BASE * 0x10001u;  // score bits = INF2 - badness
     if constexpr (OP == OP_RELU2) {
         const uint32_t kk01 = badness_relu<BF16>(w01), kk23 = badness_relu<BF16>(w23);
         const uint32_t s01 = INF2 - kk01, s23 = INF2 - kk23;  // relu scores
@@ -399,6 +399,41 @@ __device__ __forceinline__ void select_rows_generic(const uint16_t* __restrict__
 // Threads of the generic path: one per metadata byte (DENSE: one per group).
 inline int64_t select_rows_generic_items(s24_layout layout, int64_t rows, int64_t cols) {
     return layout == S24_LAYOUT_DENSE ? rows * (cols / 4) : (int64_t)packed_meta_bytes(layout, rows, cols);
+}
+
+// ---- launch of a row op (sparsify24_rows, compress24, decompress24, masked_grad24) -------------------------
+
+// A kernel as a type, for launch_rows' `pick`.
+template <auto Kernel>
+using kernel_c = std::integral_constant<decltype(Kernel), Kernel>;
+
+// Dtype dispatch, then: pointers not 16-byte aligned (!fast): generic(bf16, grid) launches the grid-stride
+// kernel over generic_items; else the persistent kernel that pick(bf16, layout, vec16, flags...) names as a
+// kernel_c (vec16: a.cols % 8 == 0; flags: the op's other run-time bools) runs one wave over a.units.
+// The launch is checked. A combination without a kernel (pick returns void, or CUSPARSELT without vec16,
+// which its shapes never give) throws S24_ERROR_INTERNAL.
+template <class Args, class Generic, class Pick, class... Flags>
+void launch_rows(s24_dtype dtype, s24_layout layout, bool fast, const Args& a, int64_t generic_items,
+                 cudaStream_t stream, const char* what, Generic&& generic, Pick&& pick, Flags... flags) {
+    auto no_kernel = [&] { fail(S24_ERROR_INTERNAL, std::string(what) + ": no kernel for this layout and shape"); };
+    with_bf16(dtype, [&](auto bf16) {
+        if (!fast) {
+            generic(bf16, stride_grid(generic_items, kRowThreads, 8192));
+            check_launch(what);
+            return;
+        }
+        with_layout(layout, [&](auto lay) {
+            with_bools([&](auto vec, auto... more) {
+                if constexpr (lay == S24_LAYOUT_CUSPARSELT && !vec) {
+                    no_kernel();
+                } else {
+                    using K = decltype(pick(bf16, lay, vec, more...));
+                    if constexpr (std::is_void_v<K>) no_kernel();
+                    else launch_persistent<K::value>(a, a.units, kRowThreads, stream, what);
+                }
+            }, a.cols % 8 == 0, flags...);
+        });
+    });
 }
 
 }  // namespace detail

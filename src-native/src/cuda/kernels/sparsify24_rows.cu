@@ -30,27 +30,16 @@ void launch_sparsify24_rows(s24_dtype dtype, int64_t rows, int64_t cols, const v
     if (rows <= 0 || cols <= 0) return;
     if (keep_all) layout = S24_LAYOUT_DENSE;
     const RowArgs a = row_args(rows, cols, h, packed, col_counts, totals);
-    const bool fast = aligned(h, 16) && aligned(packed, 16);
-    const bool vec16 = cols % 8 == 0, count = col_counts || totals;
-    with_bf16(dtype, [&](auto bf16) {
-        if (!fast) {
-            const int64_t n = select_rows_generic_items(layout, rows, cols);
-            sparsify24_rows_generic_kernel<bf16><<<stride_grid(n, kRowThreads, 8192), kRowThreads, 0, stream>>>(
-                a, layout, keep_all, n);
-            check_launch(what);
-            return;
-        }
-        with_layout(layout, [&](auto lay) {
-            with_bools([&](auto vec, auto keep, auto cnt) {
-                // CUSPARSELT has cols % 64 == 0 (always vec16); keep_all writes DENSE.
-                if constexpr ((lay == S24_LAYOUT_CUSPARSELT && !vec) || (keep && lay != S24_LAYOUT_DENSE)) {
-                    fail(S24_ERROR_INTERNAL, std::string(what) + ": no kernel for this layout and shape");
-                } else {
-                    launch_persistent<sparsify24_rows_kernel<bf16, lay, vec, keep, cnt>>(a, a.units, kRowThreads, stream, what);
-                }
-            }, vec16, keep_all, count);
-        });
-    });
+    const int64_t n = select_rows_generic_items(layout, rows, cols);
+    launch_rows(dtype, layout, aligned(h, 16) && aligned(packed, 16), a, n, stream, what,
+        [&](auto bf16, int grid) {
+            sparsify24_rows_generic_kernel<bf16><<<grid, kRowThreads, 0, stream>>>(a, layout, keep_all, n);
+        },
+        [](auto bf16, auto lay, auto vec, auto keep, auto cnt) {  // keep_all writes DENSE
+            if constexpr (!keep || lay == S24_LAYOUT_DENSE)
+                return kernel_c<sparsify24_rows_kernel<bf16, lay, vec, keep, cnt>>{};
+        },
+        keep_all, col_counts || totals);
 }
 
 }  // namespace cuda
