@@ -258,6 +258,7 @@ fi
 
 # ---- run.sh and its settings ----------------------------------------------------------------------------
 cp "$HERE/run.sh" "$OUT/run.sh"
+cp "$HERE/reliability.sh" "$OUT/reliability.sh"
 chmod +x "$OUT/run.sh"
 cp "$HERE/README.md" "$OUT/README.md" 2>/dev/null || true
 [[ -d "$OUT/examples" ]] || mkdir -p "$OUT/examples" # (empty: run.sh's train step skips)

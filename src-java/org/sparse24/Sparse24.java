@@ -198,7 +198,8 @@ public final class Sparse24 implements AutoCloseable {
 
     /**
      * Releases every buffer {@link #setScratchRetention} describes now, after the work enqueued on this context has
-     * finished; the next call allocates what it needs again.
+     * finished; the next call allocates what it needs again. On CUDA it also gives back the memory of closed saved
+     * states that the context's pool keeps for later forwards (at most the peak of the saved states alive at once).
      *
      * @throws Sparse24Exception {@code S24_ERROR_NOT_SUPPORTED} while a stream of the context is being captured
      *                           into a CUDA graph

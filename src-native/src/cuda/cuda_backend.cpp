@@ -119,6 +119,7 @@ public:
         return scratch_.get(bytes, stream_);
     }
     void* allocate_saved(size_t bytes) override {
+        if (plain_saved_) return Backend::allocate_saved(bytes);
         use_device();
         void* p = nullptr;
         cudaError_t err = cudaMallocFromPoolAsync(&p, bytes, saved_pool(), stream_);
@@ -131,6 +132,7 @@ public:
         return p;
     }
     void release_saved(void* ptr) override {
+        if (plain_saved_) return Backend::release_saved(ptr);
         if (ptr == nullptr) return;
         use_device();
         check_cuda(cudaFreeAsync(ptr, stream_), "cudaFreeAsync (saved state)");
@@ -339,6 +341,9 @@ private:
     const CublasLtApi* blas_api_ = nullptr;
     bool direct_layout_ = false;
     bool validate_plans_ = false;  // SPARSE24_VALIDATE_PLANS=1: validate default-algorithm plans too
+    // SPARSE24_SAVED_POOL=0: saved states with cudaMalloc / synchronize + cudaFree (for tools that do not follow
+    // stream-ordered pool allocations, e.g. compute-sanitizer's racecheck)
+    bool plain_saved_ = false;
     std::vector<SpmmForm> transposed_forms_;  // forms tuned for a c_transposed request (SPARSE24_SPMM_FORMS)
     std::string probe_report_;
     // The side stream (created on the first fork) and the events ordering it with stream_.
@@ -415,6 +420,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     blas_ = std::make_unique<BlasLt>(*blas_api_);
     blas_workspace();
     validate_plans_ = env_flag("SPARSE24_VALIDATE_PLANS");
+    if (const char* pool = std::getenv("SPARSE24_SAVED_POOL")) plain_saved_ = std::strcmp(pool, "0") == 0;
     transposed_forms_ = {SpmmForm::ROW_C};
     if (const char* forms = std::getenv("SPARSE24_SPMM_FORMS")) {
         // A comma-separated subset of row_c, col_c, structured_b (the last two are off by default: see
