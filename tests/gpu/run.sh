@@ -148,7 +148,10 @@ CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes"); echo "${a[
 # this run's cache, ~860 MB, seconds), and LD_LIBRARY_PATH holding only the NVIDIA library folders (LibTorch's
 # own natives on it too would be loaded twice, and abort).
 TORCH_CP="$(IFS=:; shopt -s nullglob; a=("$TORCH_DIR"/lib/*.jar); echo "${a[*]}")"
-TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu")
+# JavaCPP's memory limits off: with them every native object allocated reads the process's resident memory first
+# (the LibTorch steps allocate many; the training and multi-GPU runs of 2026-11-29 ran with them on)
+TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu" -Dorg.bytedeco.javacpp.maxBytes=0
+           -Dorg.bytedeco.javacpp.maxPhysicalBytes=0)
 TORCH_ENV=(env "LD_LIBRARY_PATH=$NVLIBS")
 torch_missing() { # <step>: why the step cannot run on LibTorch, or nothing
     if [[ "${TORCH_PARTS:-0}" == 0 ]]; then echo "SKIP the bundle was built with --no-torch"
