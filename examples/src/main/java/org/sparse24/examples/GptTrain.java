@@ -172,12 +172,12 @@ public final class GptTrain {
                 double[] sp = sparsity(lastStats);
                 Result r = new Result(c.steps(), first, last, lastHeldOut, median(stepMs), median(ffnMs), sp[0],
                         sp[1], seconds, csvPath);
-                System.out.printf(Locale.ROOT, "GptTrain done%s: %s, %d steps: loss %.4f -> %.4f, held-out %.4f; "
+                System.out.printf(Locale.ROOT, "GptTrain done%s: %s, %d steps: loss %.4f -> %.4f, held-out %s; "
                                 + "median %.2f ms/step (%.3g TFLOP/s), FFN %.2f ms; activation sparsity min %.3f mean "
                                 + "%.3f; %.0f s; %s%n",
                         dist.enabled() ? " (rank " + dist.rank() + " of " + dist.world() + ")" : "",
                         c.label(), r.steps(), r.firstLoss(), r.lastLoss(),
-                        r.heldOutLoss(), r.medianStepMs(), c.flopsPerStep() / r.medianStepMs() / 1e9,
+                        lead ? String.format(Locale.ROOT, "%.4f", r.heldOutLoss()) : "on rank 0", r.medianStepMs(), c.flopsPerStep() / r.medianStepMs() / 1e9,
                         r.medianFfnMs(), r.minSparsity(), r.meanSparsity(), r.seconds(), r.csv());
                 return r;
             }
