@@ -39,9 +39,14 @@ final class ProcessGroups {
 
     /** The Gloo group of rank {@code rank} of {@code world} (CPU tensors), over the loopback interface. */
     static Backend gloo(Path store, int rank, int world) {
+        return gloo(fileStore(store, world), rank, world);
+    }
+
+    /** The Gloo group of rank {@code rank} of {@code world} over {@code store} (see {@link #fileStore}). */
+    static Backend gloo(FileStore store, int rank, int world) {
         ProcessGroupGloo.Options options = ProcessGroupGloo.Options.create();
         options.devices().push_back(ProcessGroupGloo.createDeviceForHostname("127.0.0.1"));
-        return new ProcessGroupGloo(fileStore(store, world), rank, world, options);
+        return new ProcessGroupGloo(store, rank, world, options);
     }
 
     /** NCCL for a CUDA run, Gloo for a CPU one. */
@@ -56,7 +61,8 @@ final class ProcessGroups {
         }
     }
 
-    private static FileStore fileStore(Path store, int world) {
+    /** A FileStore for a process group: the group that takes it owns it (see below). */
+    static FileStore fileStore(Path store, int world) {
         if (store == null) {
             throw new IllegalArgumentException("a rendezvous file (store) is required");
         }

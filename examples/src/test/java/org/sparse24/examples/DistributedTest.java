@@ -21,8 +21,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.IntFunction;
 import java.util.zip.GZIPOutputStream;
 
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Backend;
 import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.FileStore;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
@@ -107,6 +109,29 @@ class DistributedTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> TrainConfig.parse(all.toArray(new String[0])));
         assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    /**
+     * The rendezvous store belongs to the process group, not to its Java wrapper: the preset allocates a FileStore
+     * with plain new while a group holds it as an intrusive_ptr, so neither the PointerScope it was made in nor the
+     * collector may delete it (on two H200s the collector did: NCCL's heartbeat monitor crashed).
+     */
+    @Test
+    void aProcessGroupOwnsItsStore() {
+        FileStore store;
+        Backend group;
+        try (PointerScope scope = new PointerScope()) {
+            store = ProcessGroups.fileStore(dir.resolve("owned-store"), 1);
+            group = ProcessGroups.gloo(store, 0, 1);
+            group.retainReference();
+        }
+        try {
+            System.gc();
+            assertEquals(1, store.add("after-scope", 1), "the store was deleted with the scope it was made in");
+            group.barrier().synchronize();
+        } finally {
+            group.close();
+        }
     }
 
     @Test
