@@ -7,6 +7,7 @@
 #
 # Layout of the bundle:
 #   run.sh                  the entry point on the GPU host (copied from tests/gpu/run.sh)
+#   nvidia-libs.py          run.sh asks it where NVIDIA's Python wheels keep their libraries
 #   torch-assemble.sh       puts the LibTorch parts back together on the host (see below)
 #   bundle.env              what run.sh needs to know (jar names, GPU test classes, ...)
 #   jre/                    a jlink-ed Java runtime with only the modules the jars use
@@ -258,6 +259,7 @@ fi
 
 # ---- run.sh and its settings ----------------------------------------------------------------------------
 cp "$HERE/run.sh" "$OUT/run.sh"
+cp "$HERE/nvidia-libs.py" "$OUT/nvidia-libs.py"
 cp "$HERE/reliability.sh" "$OUT/reliability.sh"
 chmod +x "$OUT/run.sh"
 cp "$HERE/README.md" "$OUT/README.md" 2>/dev/null || true

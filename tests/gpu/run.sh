@@ -74,36 +74,11 @@ log() { echo "run.sh: $*"; }
 NVLIBS=""
 PY="${PYTHON:-$(command -v python3 || command -v python || true)}"
 if [[ -n "$PY" ]]; then
-    FOUND="$("$PY" - <<'PY' 2>/dev/null
-import glob, os, site, sys
-roots = []
-try:
-    import nvidia  # namespace package of NVIDIA's pip wheels
-    roots += list(nvidia.__path__)
-except Exception:
-    pass
-try:
-    sites = site.getsitepackages() + [site.getusersitepackages()]
-except Exception:
-    sites = []
-roots += [os.path.join(p, "nvidia") for p in sites + sys.path if p]
-def find(subdirs, pattern):
-    for r in roots:
-        for s in subdirs:
-            d = os.path.join(r, s)
-            if glob.glob(os.path.join(d, pattern)):
-                return os.path.realpath(d)
-    return ""
-print("CUSPARSELT=" + find(["cusparselt/lib"], "libcusparseLt.so.0*"))
-print("CUBLASLT=" + find(["cu13/lib", "cublas/lib"], "libcublasLt.so.13*"))
-# LibTorch's CUDA build needs the CUDA runtime and libraries, cuDNN, NCCL (and cuSPARSELt for sparse24)
-print("NVLIBS=" + ":".join(d for d in (find([s], "lib*.so*") for s in ("cu13/lib", "cudnn/lib", "nccl/lib", "cusparselt/lib")) if d))
-PY
-)"
+    FOUND="$("$PY" "$B/nvidia-libs.py" 2>/dev/null)"
     NVLIBS="$(sed -n 's/^NVLIBS=//p' <<< "$FOUND")"
-    d="$(sed -n 's/^CUSPARSELT=//p' <<< "$FOUND")"
+    d="$(sed -n 's/^CUSPARSELT_LIB=//p' <<< "$FOUND")"
     [[ -z "${SPARSE24_CUSPARSELT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUSPARSELT_PATH="$d"
-    d="$(sed -n 's/^CUBLASLT=//p' <<< "$FOUND")"
+    d="$(sed -n 's/^CUBLASLT_LIB=//p' <<< "$FOUND")"
     [[ -z "${SPARSE24_CUBLASLT_PATH:-}" && -n "$d" ]] && export SPARSE24_CUBLASLT_PATH="$d"
 else
     log "no python3: leaving the search for cuSPARSELt/cuBLASLt to the native library"

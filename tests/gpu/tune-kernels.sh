@@ -53,32 +53,7 @@ step() {
 }
 
 # ---- NVIDIA's libraries and headers from the Python wheels --------------------------------------------
-FOUND="$("$PY" - <<'PY' 2>/dev/null
-import glob, os, site, sys
-roots = []
-try:
-    import nvidia
-    roots += list(nvidia.__path__)
-except Exception:
-    pass
-try:
-    roots += [os.path.join(p, "nvidia") for p in site.getsitepackages() + sys.path if p]
-except Exception:
-    pass
-def find(subdirs, pattern):
-    for r in roots:
-        for s in subdirs:
-            d = os.path.join(r, s)
-            if glob.glob(os.path.join(d, pattern)):
-                return os.path.realpath(d)
-    return ""
-print("CUSPARSELT_LIB=" + find(["cusparselt/lib"], "libcusparseLt.so.0*"))
-print("CUBLASLT_LIB=" + find(["cu13/lib", "cublas/lib"], "libcublasLt.so.13*"))
-print("CUSPARSELT_INC=" + find(["cusparselt/include"], "cusparseLt.h"))
-print("CU13_INC=" + find(["cu13/include", "cublas/include"], "cublasLt.h"))
-print("CUSPARSE_INC=" + find(["cu13/include", "cusparse/include"], "cusparse.h"))
-PY
-)"
+FOUND="$("$PY" "$ROOT/tests/gpu/nvidia-libs.py" 2>/dev/null)"
 get() { sed -n "s/^$1=//p" <<< "$FOUND"; }
 export SPARSE24_CUSPARSELT_PATH="${SPARSE24_CUSPARSELT_PATH:-$(get CUSPARSELT_LIB)}"
 export SPARSE24_CUBLASLT_PATH="${SPARSE24_CUBLASLT_PATH:-$(get CUBLASLT_LIB)}"

@@ -1,6 +1,9 @@
 package org.sparse24;
 
 import java.util.Arrays;
+import java.util.function.BiConsumer;
+import java.util.function.IntFunction;
+import java.util.function.LongFunction;
 
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
@@ -228,33 +231,27 @@ public final class Tensor extends Resource {
 
     /** The values of an INT32 tensor; waits for pending work on the context's stream. */
     public int[] toInts() {
-        checkIntegers(DType.INT32, elements);
-        int[] out = new int[(int) elements];
-        try (IntPointer host = new IntPointer(elements)) {
-            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
-            host.get(out);
-        }
-        return out;
+        return toArray(DType.INT32, IntPointer::new, int[]::new, IntPointer::get);
     }
 
     /** The values of an INT64 tensor; waits for pending work on the context's stream. */
     public long[] toLongs() {
-        checkIntegers(DType.INT64, elements);
-        long[] out = new long[(int) elements];
-        try (LongPointer host = new LongPointer(elements)) {
-            context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
-            host.get(out);
-        }
-        return out;
+        return toArray(DType.INT64, LongPointer::new, long[]::new, LongPointer::get);
     }
 
     /** The values of a UINT8 tensor (as Java's signed bytes); waits for pending work on the context's stream. */
     public byte[] toBytes() {
-        checkIntegers(DType.UINT8, elements);
-        byte[] out = new byte[(int) elements];
-        try (BytePointer host = new BytePointer(elements)) {
+        return toArray(DType.UINT8, BytePointer::new, byte[]::new, BytePointer::get);
+    }
+
+    /** The values of an integer tensor of {@code want}, through a host pointer of the array's element type. */
+    private <P extends Pointer, A> A toArray(DType want, LongFunction<P> newHost, IntFunction<A> newArray,
+                                             BiConsumer<P, A> get) {
+        checkIntegers(want, elements);
+        A out = newArray.apply((int) elements);
+        try (P host = newHost.apply(elements)) {
             context().copy(host, data, byteSize(), sparse24.S24_COPY_CONTEXT_TO_HOST);
-            host.get(out);
+            get.accept(host, out);
         }
         return out;
     }

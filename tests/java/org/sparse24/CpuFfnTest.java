@@ -35,11 +35,6 @@ class CpuFfnTest extends FfnChecks {
         return 0;
     }
 
-    @Override
-    List<DType> dtypes() {
-        return List.of(DType.FP32, DType.BF16, DType.FP16);
-    }
-
     @Test
     void planInfoOnCpu() {
         try (SparseFfn ffn = new SparseFfn(ctx, 64, 100, DType.BF16, SparseFfnOptions.defaults())) {

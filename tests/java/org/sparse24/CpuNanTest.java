@@ -9,11 +9,6 @@ class CpuNanTest extends NanChecks {
         return Backend.CPU;
     }
 
-    @Override
-    List<DType> dtypes() {
-        return List.of(DType.FP32, DType.BF16, DType.FP16);
-    }
-
     /** T % 4 != 0, f not a multiple of 64. */
     @Override
     List<int[]> shapes() {

@@ -10,11 +10,6 @@ class CpuOpsTest extends OpsChecks {
     }
 
     @Override
-    List<DType> dtypes() {
-        return List.of(DType.FP32, DType.BF16, DType.FP16);
-    }
-
-    @Override
     List<int[]> shapes() {
         return List.of(new int[] {1, 4}, new int[] {7, 12}, new int[] {30, 68}, new int[] {64, 128});
     }

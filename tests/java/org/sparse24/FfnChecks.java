@@ -16,10 +16,8 @@ import java.util.concurrent.Future;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -27,10 +25,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The FFN checked against the float64 {@link ReferenceFfn} on one backend: forward, the three gradients and the
  * statistics in every option mode, over several shapes and dtypes; determinism; the output overloads; use of one
- * context from two threads. Subclasses choose the backend, shapes and dtypes.
+ * context from two threads. Subclasses choose the backend and shapes.
  */
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-abstract class FfnChecks {
+abstract class FfnChecks extends ContextChecks {
     /** The option combinations checked. */
     enum Mode {
         /** Defaults: 2:4 forward, split backward with permuted tokens. */
@@ -150,14 +147,8 @@ abstract class FfnChecks {
         }
     }
 
-    Sparse24 ctx;
-
-    abstract Backend backend();
-
     /** {T, d, f} triples. */
     abstract List<int[]> shapes();
-
-    abstract List<DType> dtypes();
 
     /**
      * How many 2:4 choices may differ from the reference's per statistic. The reference rounds float64 sums where
@@ -167,14 +158,8 @@ abstract class FfnChecks {
     abstract int flipAllowance();
 
     @BeforeAll
-    void openContext() {
-        ctx = Sparse24.create(backend());
+    void contextIsOnItsBackend() {
         assertEquals(backend(), ctx.backend());
-    }
-
-    @AfterAll
-    void closeContext() {
-        ctx.close();
     }
 
     Stream<Arguments> cases() {
@@ -187,10 +172,6 @@ abstract class FfnChecks {
             }
         }
         return cases.stream();
-    }
-
-    Stream<DType> dtypeCases() {
-        return dtypes().stream();
     }
 
     /** Two steps (permutation steps 0 and 1) of forward + backward against the reference. */

@@ -7,9 +7,6 @@ import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -19,26 +16,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * backward) and the building blocks gemm, compress24 and decompress24. {@code sparse24.fuzzCases} cases
  * (default 200), {@code sparse24.fuzzSeed} picks them (default fixed, so a failure names a reproducible case).
  */
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-abstract class FuzzChecks {
-    Sparse24 ctx;
-
-    abstract Backend backend();
-
-    abstract List<DType> dtypes();
-
+abstract class FuzzChecks extends ContextChecks {
     /** Extents the fast path likes (multiples of 64 on CUDA); half the cases draw from them. */
     abstract int[] regularExtents();
-
-    @BeforeAll
-    void openContext() {
-        ctx = Sparse24.create(backend());
-    }
-
-    @AfterAll
-    void closeContext() {
-        ctx.close();
-    }
 
     Stream<Arguments> cases() {
         int n = Integer.getInteger("sparse24.fuzzCases", 200);

@@ -24,9 +24,4 @@ class GpuFfnTest extends FfnChecks {
     int flipAllowance() {
         return 4;
     }
-
-    @Override
-    List<DType> dtypes() {
-        return List.of(DType.BF16, DType.FP16);
-    }
 }

@@ -1,7 +1,5 @@
 package org.sparse24;
 
-import java.util.List;
-
 import org.junit.jupiter.api.Tag;
 
 /** The fuzz on CUDA device 0 (GPU bundle: run with -Dsparse24.fuzzCases=1000 or more). */
@@ -10,11 +8,6 @@ class GpuFuzzTest extends FuzzChecks {
     @Override
     Backend backend() {
         return Backend.CUDA;
-    }
-
-    @Override
-    List<DType> dtypes() {
-        return List.of(DType.BF16, DType.FP16);
     }
 
     @Override

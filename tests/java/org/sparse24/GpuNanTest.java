@@ -12,11 +12,6 @@ class GpuNanTest extends NanChecks {
         return Backend.CUDA;
     }
 
-    @Override
-    List<DType> dtypes() {
-        return List.of(DType.BF16, DType.FP16);
-    }
-
     /** The sparse GEMM path and an awkward shape that falls back. */
     @Override
     List<int[]> shapes() {

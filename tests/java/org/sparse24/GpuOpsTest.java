@@ -13,11 +13,6 @@ class GpuOpsTest extends OpsChecks {
     }
 
     @Override
-    List<DType> dtypes() {
-        return List.of(DType.BF16, DType.FP16);
-    }
-
-    @Override
     List<int[]> shapes() {
         return List.of(new int[] {1, 4}, new int[] {7, 12}, new int[] {30, 68}, new int[] {64, 128},
                 new int[] {128, 256}, new int[] {192, 320});

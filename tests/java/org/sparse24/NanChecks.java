@@ -8,9 +8,6 @@ import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -20,32 +17,15 @@ import org.junit.jupiter.params.provider.MethodSource;
  * in every dtype and option mode, each output element is NaN, +Inf or -Inf where the reference's is (bounded by
  * its sparse-product and dense-product forms), and the finite elements match it; {@code compress24} of a 2:4 matrix keeps its NaNs and infinities.
  */
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-abstract class NanChecks {
+abstract class NanChecks extends ContextChecks {
     /** Where a special value is injected. */
     enum Target { X, W1, DZ }
-
-    Sparse24 ctx;
-
-    abstract Backend backend();
-
-    abstract List<DType> dtypes();
 
     /** {T, d, f} triples. */
     abstract List<int[]> shapes();
 
     /** Layouts compress24 is checked in. */
     abstract List<Layout> layouts();
-
-    @BeforeAll
-    void openContext() {
-        ctx = Sparse24.create(backend());
-    }
-
-    @AfterAll
-    void closeContext() {
-        ctx.close();
-    }
 
     Stream<Arguments> cases() {
         List<Arguments> cases = new ArrayList<>();

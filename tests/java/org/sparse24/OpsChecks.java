@@ -12,10 +12,7 @@ import java.util.Random;
 import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -24,26 +21,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The building blocks of {@link Sparse24Ops} on one backend, against float64 references; every packed output is
  * decompressed and checked for the 2:4 property (at most 2 non-zeros per group of 4 along the packed dimension).
  */
-@TestInstance(TestInstance.Lifecycle.PER_CLASS)
-abstract class OpsChecks {
-    Sparse24 ctx;
-
-    abstract Backend backend();
-
-    abstract List<DType> dtypes();
-
+abstract class OpsChecks extends ContextChecks {
     /** {rows, cols} with cols % 4 == 0. */
     abstract List<int[]> shapes();
-
-    @BeforeAll
-    void openContext() {
-        ctx = Sparse24.create(backend());
-    }
-
-    @AfterAll
-    void closeContext() {
-        ctx.close();
-    }
 
     /** (rows, cols, dtype, layout) for every layout the shape and dtype allow. */
     Stream<Arguments> packedCases() {
@@ -58,10 +38,6 @@ abstract class OpsChecks {
             }
         }
         return cases.stream();
-    }
-
-    Stream<DType> dtypeCases() {
-        return dtypes().stream();
     }
 
     @ParameterizedTest(name = "{0}x{1} {2} {3}")
