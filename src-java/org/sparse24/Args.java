@@ -15,9 +15,8 @@ final class Args {
      * ({@link #ANY} matches any extent); {@code dims} names the extents, e.g. {@code "[T, d]"}.
      */
     static void tensor(Tensor t, String arg, Sparse24 context, DType dtype, String dims, long... shape) {
-        String expected = dtype + " tensor of shape " + dims + " = " + render(shape);
         if (t == null) {
-            throw new IllegalArgumentException(arg + " must not be null: expected a " + expected);
+            throw new IllegalArgumentException(arg + " must not be null: expected a " + expected(dtype, dims, shape));
         }
         if (t.isClosed()) {
             throw new IllegalStateException(arg + ": " + t.describe() + " is closed");
@@ -27,14 +26,15 @@ final class Args {
                     + t.context().backend() + "), expected one of this " + context.backend() + " context");
         }
         if (t.dtype() != dtype) {
-            throw new IllegalArgumentException(arg + ": expected a " + expected + ", got dtype " + t.dtype());
+            throw new IllegalArgumentException(arg + ": expected a " + expected(dtype, dims, shape) + ", got dtype "
+                    + t.dtype());
         }
         boolean ok = t.rank() == shape.length;
         for (int i = 0; ok && i < shape.length; i++) {
             ok = shape[i] == ANY || shape[i] == t.dim(i);
         }
         if (!ok) {
-            throw new IllegalArgumentException(arg + ": expected a " + expected + ", got shape "
+            throw new IllegalArgumentException(arg + ": expected a " + expected(dtype, dims, shape) + ", got shape "
                     + Arrays.toString(t.shape()));
         }
     }
@@ -72,6 +72,11 @@ final class Args {
         if (value == null) {
             throw new IllegalArgumentException(arg + " must not be null");
         }
+    }
+
+    /** What {@link #tensor} expects, for messages (built only when one is thrown). */
+    private static String expected(DType dtype, String dims, long[] shape) {
+        return dtype + " tensor of shape " + dims + " = " + render(shape);
     }
 
     private static String render(long[] shape) {

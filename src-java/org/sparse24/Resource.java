@@ -17,6 +17,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
 abstract class Resource implements AutoCloseable {
     private static final Cleaner CLEANER = Cleaner.create();
 
+    /** A {@code leakFree} for {@link #track} of what needs no freeing (e.g. borrowed memory): no Cleaner. */
+    static final Runnable NOTHING = () -> { };
+
     private final Sparse24 context;
     private final AtomicBoolean released = new AtomicBoolean();  // shared with the Cleaner's action
     private long bytes;      // native bytes counted by the context while this is open
@@ -41,8 +44,9 @@ abstract class Resource implements AutoCloseable {
      * Registers this resource (call once, at the end of the subclass constructor): with the {@link Scope} open on
      * this thread, if any, and with the context, which closes it when closed. With {@code leakFree} non-null the
      * context holds it weakly, and if it becomes unreachable without {@link #close()}, a {@link Cleaner} runs
-     * {@code leakFree} (which must not reference this object) to free the native side; {@code bytes} of native
-     * memory are counted meanwhile (many unreachable ones prompt a garbage collection).
+     * {@code leakFree} (which must not reference this object; none runs for {@link #NOTHING}) to free the native
+     * side; {@code bytes} of native memory are counted meanwhile (many unreachable ones prompt a garbage
+     * collection).
      *
      * @throws IllegalStateException if the context is closing
      */
@@ -50,8 +54,10 @@ abstract class Resource implements AutoCloseable {
         Sparse24 ctx = context;
         ctx.track(this, leakFree == null);
         this.bytes = bytes;
-        ctx.countBytes(bytes);
-        if (leakFree != null) {
+        if (bytes != 0) {
+            ctx.countBytes(bytes);
+        }
+        if (leakFree != null && leakFree != NOTHING) {
             AtomicBoolean done = released;
             CLEANER.register(this, () -> {
                 if (done.compareAndSet(false, true)) {
@@ -84,7 +90,9 @@ abstract class Resource implements AutoCloseable {
         }
         context.forget(this);
         if (released.compareAndSet(false, true)) {
-            context.countBytes(-bytes);
+            if (bytes != 0) {
+                context.countBytes(-bytes);
+            }
             if (!context.isClosed()) {
                 release();
             }

@@ -35,7 +35,7 @@ public final class Tensor extends Resource {
         this.elements = elements;
         this.data = data;
         this.owned = owned;
-        track(owned ? freeing(context, data) : () -> { }, owned ? elements * dtype.byteSize() : 0);
+        track(owned ? freeing(context, data) : NOTHING, owned ? elements * dtype.byteSize() : 0);
     }
 
     /** A new tensor of {@code shape} (every extent >= 1); its contents are undefined. */

@@ -7,7 +7,6 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
 
 import org.bytedeco.javacpp.Pointer;
-import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.Node;
 import org.bytedeco.pytorch.PointerConsumer;
@@ -93,6 +92,11 @@ final class SparseFfnCall {
     }
 
     private static final String[] NAMES = {"x", "w1", "w2"};
+    private static final String[] GRAD_NAMES = {"dx", "dw1", "dw2"};
+
+    /** The release anchor's options (a float on any device); kept for good like {@link #ANCHOR_FREED}. */
+    private static final TensorOptions FLOATS = new TensorOptions(ScalarType.Float).retainReference();
+    private static final DeviceOptional ANY_DEVICE = new DeviceOptional().retainReference();
 
     final SparseFfnFunction owner;
     private final long tokens;
@@ -165,21 +169,18 @@ final class SparseFfnCall {
      */
     void splice(Tensor z, Tensor[] args) {
         List<Pointer> temps = new ArrayList<>();
-        try (TensorOptions floats = new TensorOptions(ScalarType.Float);
-             DeviceOptional anyDevice = new DeviceOptional();
-             TensorOptions zOptions = z.options();
-             Device zDevice = z.device();
-             DeviceOptional onZsDevice = new DeviceOptional(zDevice)) {
+        try {
             // The release anchor: a 0-dim CPU tensor (it mixes with tensors of any device) that only the Mul node
             // below saves, so that it is freed, and released() called, exactly when autograd releases this
             // graph's saved variables (after a backward through z without retain_graph, or with the graph).
-            Tensor releaseAnchor = anchor(this::released, new long[0], floats, anyDevice);
+            Tensor releaseAnchor = anchor(this::released, new long[0], FLOATS, ANY_DEVICE);
             temps.add(releaseAnchor);
             // The graph anchor: an empty leaf that requires grad, on z's device (its empty gradient stays there;
             // its data is never read). The AccumulateGrad node that owns it is reachable only through the
             // nodes below, so it is freed, and graphFreed() called, when autograd frees those nodes, the hooks'
             // nodes with them: from then on nothing can call this forward's callbacks.
-            Tensor graphAnchor = anchor(this::graphFreed, new long[] {0}, zOptions, onZsDevice);
+            Tensor graphAnchor = anchor(this::graphFreed, new long[] {0},
+                    TorchTensors.options(owner.context, owner.dtype), TorchTensors.deviceOptional(owner.context));
             graphAnchored = true;
             temps.add(graphAnchor);
             graphAnchor.set_requires_grad(true);
@@ -276,7 +277,7 @@ final class SparseFfnCall {
             for (int i = 0; i < 3; i++) {
                 if (want[i]) {
                     grads[i] = TorchTensors.empty(context, owner.dtype, shapes[i]);
-                    out[i] = TorchTensors.borrow(context, grads[i], "d" + NAMES[i]);
+                    out[i] = TorchTensors.borrowChecked(context, grads[i], owner.dtype, GRAD_NAMES[i], shapes[i]);
                     borrowed.add(out[i]);
                 }
             }

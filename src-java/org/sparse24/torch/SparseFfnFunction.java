@@ -79,6 +79,8 @@ public final class SparseFfnFunction implements AutoCloseable {
     /** Test probe: receives each backward's saved state (its dense features, statistics) before it can be freed. */
     volatile Consumer<SavedState> savedProbe;
 
+    private static final String[] NAMES = {"x", "w1", "w2"};
+
     final SparseFfn ffn;
     final Sparse24 context;
     final DType dtype;
@@ -128,10 +130,11 @@ public final class SparseFfnFunction implements AutoCloseable {
      * @return z, x's shape, a new LibTorch tensor; it requires grad when any argument does (and grad mode is on)
      */
     public Tensor apply(Tensor x, Tensor w1, Tensor w2) {
-        long tokens = checkInputs(x, w1, w2);
+        long[] xSizes = checkInputs(x, w1, w2);
+        long tokens = x.numel() / ffn.dModel();
         boolean[] need = {x.requires_grad(), w1.requires_grad(), w2.requires_grad()};
         if (!GradMode.is_enabled() || !(need[0] || need[1] || need[2])) {
-            return shapedLike(x, run(x, w1, w2, tokens, null));
+            return shapedLike(xSizes, run(x, w1, w2, tokens, null));
         }
         SavedState saved;
         try (Scope own = Sparse24.scope()) { // the graph owns it (see SparseFfnCall), not a Scope open around us
@@ -141,14 +144,14 @@ public final class SparseFfnFunction implements AutoCloseable {
         Tensor z = null;
         try {
             z = run(x, w1, w2, tokens, saved);
-            call = new SparseFfnCall(this, saved, tokens, TorchTensors.sizes(x), x, w1, w2, need);
+            call = new SparseFfnCall(this, saved, tokens, xSizes, x, w1, w2, need);
             synchronized (this) {
                 ensureOpen();
                 open.add(call);
             }
             SparseFfnCall.LIVE.add(call);
             call.splice(z, new Tensor[] {x, w1, w2});
-            return shapedLike(x, z);
+            return shapedLike(xSizes, z);
         } catch (RuntimeException | Error e) {
             if (call != null) {
                 call.abandon();
@@ -171,7 +174,8 @@ public final class SparseFfnFunction implements AutoCloseable {
      * @return z, x's shape, a new LibTorch tensor that does not require grad
      */
     public Tensor infer(Tensor x, Tensor w1, Tensor w2) {
-        return shapedLike(x, run(x, w1, w2, checkInputs(x, w1, w2), null));
+        long[] xSizes = checkInputs(x, w1, w2);
+        return shapedLike(xSizes, run(x, w1, w2, x.numel() / ffn.dModel(), null));
     }
 
     /**
@@ -213,17 +217,20 @@ public final class SparseFfnFunction implements AutoCloseable {
         return "SparseFfnFunction[" + ffn + (isClosed() ? ", closed]" : "]");
     }
 
-    /** The sparse24 forward (training when {@code saved} is given) into a new LibTorch tensor [T, d]. */
+    /**
+     * The sparse24 forward (training when {@code saved} is given) into a new LibTorch tensor [T, d]; the
+     * arguments passed {@link #checkInputs}.
+     */
     private Tensor run(Tensor x, Tensor w1, Tensor w2, long tokens, SavedState saved) {
         TorchTensors.useCurrentStream(context);
         long d = ffn.dModel();
         Tensor z = TorchTensors.empty(context, dtype, tokens, d);
         List<org.sparse24.Tensor> borrowed = new ArrayList<>(4);
         try {
-            borrowed.add(TorchTensors.borrow(context, x, "x", tokens, d));
-            borrowed.add(TorchTensors.borrow(context, w1, "w1"));
-            borrowed.add(TorchTensors.borrow(context, w2, "w2"));
-            borrowed.add(TorchTensors.borrow(context, z, "z"));
+            borrowed.add(TorchTensors.borrowChecked(context, x, dtype, "x", tokens, d));
+            borrowed.add(TorchTensors.borrowChecked(context, w1, dtype, "w1", ffn.dFf(), d));
+            borrowed.add(TorchTensors.borrowChecked(context, w2, dtype, "w2", d, ffn.dFf()));
+            borrowed.add(TorchTensors.borrowChecked(context, z, dtype, "z", tokens, d));
             if (saved == null) {
                 ffn.infer(borrowed.get(0), borrowed.get(1), borrowed.get(2), borrowed.get(3));
             } else {
@@ -240,17 +247,17 @@ public final class SparseFfnFunction implements AutoCloseable {
     }
 
     /** z [T, d] viewed with x's shape [..., d] (z itself when x is 2-D). */
-    private static Tensor shapedLike(Tensor x, Tensor z) {
-        if (x.dim() == 2) {
+    private static Tensor shapedLike(long[] xSizes, Tensor z) {
+        if (xSizes.length == 2) {
             return z;
         }
-        Tensor shaped = z.view(TorchTensors.sizes(x));
+        Tensor shaped = z.view(xSizes);
         z.close();
         return shaped;
     }
 
-    /** Checks the arguments (before anything runs) and returns T. */
-    private long checkInputs(Tensor x, Tensor w1, Tensor w2) {
+    /** Checks the arguments (before anything runs) and returns x's sizes. */
+    private long[] checkInputs(Tensor x, Tensor w1, Tensor w2) {
         synchronized (this) {
             ensureOpen();
         }
@@ -259,31 +266,39 @@ public final class SparseFfnFunction implements AutoCloseable {
         }
         long d = ffn.dModel();
         long f = ffn.dFf();
-        checkTensor(x, "x", "[..., d] = [..., " + d + "]");
+        checkTensor(x, 0);
         long[] xs = TorchTensors.sizes(x);
         if (xs.length < 1 || xs[xs.length - 1] != d) {
-            throw new IllegalArgumentException("x: expected shape [..., d] = [..., " + d + "], got "
-                    + Arrays.toString(xs));
+            throw new IllegalArgumentException("x: expected shape " + shapeText(0) + ", got " + Arrays.toString(xs));
         }
-        checkTensor(w1, "w1", "[f, d] = [" + f + ", " + d + "]");
-        if (!Arrays.equals(TorchTensors.sizes(w1), new long[] {f, d})) {
-            throw new IllegalArgumentException("w1: expected shape [f, d] = [" + f + ", " + d + "], got "
+        checkTensor(w1, 1);
+        if (w1.dim() != 2 || w1.size(0) != f || w1.size(1) != d) {
+            throw new IllegalArgumentException("w1: expected shape " + shapeText(1) + ", got "
                     + Arrays.toString(TorchTensors.sizes(w1)));
         }
-        checkTensor(w2, "w2", "[d, f] = [" + d + ", " + f + "]");
-        if (!Arrays.equals(TorchTensors.sizes(w2), new long[] {d, f})) {
-            throw new IllegalArgumentException("w2: expected shape [d, f] = [" + d + ", " + f + "], got "
+        checkTensor(w2, 2);
+        if (w2.dim() != 2 || w2.size(0) != d || w2.size(1) != f) {
+            throw new IllegalArgumentException("w2: expected shape " + shapeText(2) + ", got "
                     + Arrays.toString(TorchTensors.sizes(w2)));
         }
-        return x.numel() / d;
+        return xs;
     }
 
-    private void checkTensor(Tensor t, String name, String shape) {
+    /** Argument i's expected shape in messages. */
+    private String shapeText(int i) {
+        long d = ffn.dModel();
+        long f = ffn.dFf();
+        return i == 0 ? "[..., d] = [..., " + d + "]"
+                : i == 1 ? "[f, d] = [" + f + ", " + d + "]" : "[d, f] = [" + d + ", " + f + "]";
+    }
+
+    private void checkTensor(Tensor t, int i) {
+        String name = NAMES[i];
         DType got = TorchTensors.check(context, t, name);
         if (got != dtype) {
             throw new IllegalArgumentException(name + ": expected a " + scalarType + " tensor (the FFN's dtype "
-                    + dtype + ") of shape " + shape + ", got " + t.scalar_type() + "; convert it with " + name
-                    + ".to(ScalarType." + scalarType + ")");
+                    + dtype + ") of shape " + shapeText(i) + ", got " + t.scalar_type() + "; convert it with "
+                    + name + ".to(ScalarType." + scalarType + ")");
         }
     }
 

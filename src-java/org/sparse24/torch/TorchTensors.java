@@ -1,6 +1,7 @@
 package org.sparse24.torch;
 
 import java.util.Arrays;
+import java.util.concurrent.ConcurrentHashMap;
 
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.pytorch.Device;
@@ -38,6 +39,15 @@ import org.sparse24.internal.Shapes;
 public final class TorchTensors {
     private TorchTensors() {
     }
+
+    /**
+     * Options of {@link #empty} and {@link #view} by device and dtype, and the device optionals of
+     * {@link #deviceOptional}, made once and never freed: each holds a reference of its own, as one made inside a
+     * caller's PointerScope would be freed with it. LibTorch only reads them, so threads share them.
+     */
+    private static final ConcurrentHashMap<Integer, TensorOptions> OPTIONS = new ConcurrentHashMap<>();
+    private static final ConcurrentHashMap<Integer, DeviceOptional> DEVICES = new ConcurrentHashMap<>();
+    private static final MemoryFormatOptional NO_FORMAT = new MemoryFormatOptional().retainReference();
 
     /**
      * The sparse24 dtype of a LibTorch scalar type: Float, BFloat16, Half, or Int, Long, Byte (the integer
@@ -147,6 +157,12 @@ public final class TorchTensors {
         return org.sparse24.Tensor.borrow(context, tensor.data_ptr(), dtype, shape).named(name);
     }
 
+    /** {@link #borrow(Sparse24, Tensor, String, long...)} of a tensor already checked to be of {@code dtype}. */
+    static org.sparse24.Tensor borrowChecked(Sparse24 context, Tensor tensor, DType dtype, String name,
+                                             long... shape) {
+        return org.sparse24.Tensor.borrow(context, tensor.data_ptr(), dtype, shape).named(name);
+    }
+
     /**
      * A new, uninitialized LibTorch tensor of {@code dtype} and {@code shape} on {@code context}'s device (the
      * CPU, or the context's CUDA device through LibTorch's caching allocator on its current stream).
@@ -154,11 +170,7 @@ public final class TorchTensors {
     public static Tensor empty(Sparse24 context, DType dtype, long... shape) {
         requireContext(context);
         Shapes.checked(shape);
-        try (TensorOptions options = options(context, dtype)) {
-            try (MemoryFormatOptional format = new MemoryFormatOptional()) {
-                return torch.empty(shape, options, format);
-            }
-        }
+        return torch.empty(shape, options(context, dtype), NO_FORMAT);
     }
 
     /**
@@ -170,9 +182,7 @@ public final class TorchTensors {
             throw new IllegalArgumentException("tensor must not be null");
         }
         Pointer data = tensor.data(); // throws if closed
-        try (TensorOptions options = options(tensor.context(), tensor.dtype())) {
-            return torch.from_blob(data, tensor.shape(), options);
-        }
+        return torch.from_blob(data, tensor.shape(), options(tensor.context(), tensor.dtype()));
     }
 
     /**
@@ -200,14 +210,22 @@ public final class TorchTensors {
             throw new IllegalArgumentException(name + " must be a defined LibTorch tensor, got "
                     + (tensor == null ? "null" : "an undefined tensor"));
         }
-        Device device = tensor.device();
-        String expectedDevice = deviceName(context);
-        boolean sameDevice = context.backend() == Backend.CUDA
-                ? device.is_cuda() && device.index() == context.info().device()
-                : device.is_cpu();
+        boolean cuda = context.backend() == Backend.CUDA;
+        boolean sameDevice;
+        if (cuda) {
+            try (Device device = tensor.device()) {
+                sameDevice = device.is_cuda() && device.index() == context.info().device();
+            }
+        } else {
+            sameDevice = tensor.is_cpu();
+        }
         if (!sameDevice) {
-            throw new IllegalArgumentException(name + ": expected a tensor on " + expectedDevice + " (the sparse24 "
-                    + context.backend() + " context's device), got one on " + device.str().getString()
+            String got;
+            try (Device device = tensor.device()) {
+                got = device.str().getString();
+            }
+            throw new IllegalArgumentException(name + ": expected a tensor on " + deviceName(context)
+                    + " (the sparse24 " + context.backend() + " context's device), got one on " + got
                     + "; move it with .to(...) or use a context on its device");
         }
         if (tensor.layout().intern() != torch.Layout.Strided) {
@@ -234,7 +252,11 @@ public final class TorchTensors {
 
     /** {@code tensor.sizes()} as a Java array. */
     static long[] sizes(Tensor tensor) {
-        return toArray(tensor.sizes());
+        long[] a = new long[(int) tensor.dim()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = tensor.size(i);
+        }
+        return a;
     }
 
     /** {@code tensor.strides()} as a Java array. */
@@ -250,12 +272,30 @@ public final class TorchTensors {
         return a;
     }
 
-    private static TensorOptions options(Sparse24 context, DType dtype) {
+    /** Options of {@code dtype} on the context's device (shared: never close them). */
+    static TensorOptions options(Sparse24 context, DType dtype) {
+        requireContext(context);
         ScalarType type = scalarType(dtype);
-        try (TensorOptions typed = new TensorOptions(type); Device device = device(context);
-             DeviceOptional opt = new DeviceOptional(device)) {
-            return typed.device(opt);
-        }
+        return OPTIONS.computeIfAbsent(deviceKey(context) * 64 + dtype.ordinal(), k -> {
+            try (TensorOptions typed = new TensorOptions(type)) {
+                return typed.device(deviceOptional(context)).retainReference();
+            }
+        });
+    }
+
+    /** The context's device as a {@code DeviceOptional} (shared: never close it). */
+    static DeviceOptional deviceOptional(Sparse24 context) {
+        requireContext(context);
+        return DEVICES.computeIfAbsent(deviceKey(context), k -> {
+            try (Device device = device(context)) {
+                return new DeviceOptional(device).retainReference();
+            }
+        });
+    }
+
+    /** 0 for the CPU, 1 + the device index for CUDA. */
+    private static int deviceKey(Sparse24 context) {
+        return context.backend() == Backend.CUDA ? 1 + context.info().device() : 0;
     }
 
     private static void requireContext(Sparse24 context) {
