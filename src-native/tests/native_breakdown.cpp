@@ -11,7 +11,7 @@ int run_breakdown(int64_t T, int64_t d, int64_t f) {
     S24_TRY(s24_context_set_algorithm_search(ctx, 1));
     std::mt19937 rng(11);
     Timer timer(ctx);
-    const float shift = -1.2f * std::sqrt(1.25f * d) * 0.02f / (0.5f * d);
+    const float shift = sparse_w1_mean(d);
     Host16 x = random16(S24_BF16, (size_t)T * d, rng, 1.f, 0.5f), w1 = random16(S24_BF16, (size_t)f * d, rng, 0.02f, shift),
            w2 = random16(S24_BF16, (size_t)d * f, rng, 0.02f), dzh = random16(S24_BF16, (size_t)T * d, rng);
     {  // every Buffer is freed before the context is destroyed

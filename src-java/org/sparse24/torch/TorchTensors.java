@@ -136,7 +136,7 @@ public final class TorchTensors {
         if (shape.length == 0) {
             shape = new long[] {1}; // a 0-dim tensor holds one element
         }
-        return org.sparse24.Tensor.borrow(context, tensor.data_ptr(), dtype, shape).named(name);
+        return borrowChecked(context, tensor, dtype, name, shape);
     }
 
     /**
@@ -154,7 +154,7 @@ public final class TorchTensors {
             throw new IllegalArgumentException(name + ": cannot view a tensor of " + tensor.numel() + " elements "
                     + Arrays.toString(sizes(tensor)) + " as " + Arrays.toString(shape));
         }
-        return org.sparse24.Tensor.borrow(context, tensor.data_ptr(), dtype, shape).named(name);
+        return borrowChecked(context, tensor, dtype, name, shape);
     }
 
     /** {@link #borrow(Sparse24, Tensor, String, long...)} of a tensor already checked to be of {@code dtype}. */

@@ -222,7 +222,8 @@ class SparseFfnFunctionTest {
         return losses;
     }
 
-    private static float mean(float[] v, int from, int to) {
+    /** The mean of v[from, to). */
+    static float mean(float[] v, int from, int to) {
         float s = 0;
         for (int i = from; i < to; i++) {
             s += v[i];

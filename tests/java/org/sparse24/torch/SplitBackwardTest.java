@@ -3,6 +3,7 @@ package org.sparse24.torch;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.sparse24.torch.SparseFfnFunctionTest.mean;
 import static org.sparse24.torch.TorchTestData.floats;
 import static org.sparse24.torch.TorchTestData.longs;
 import static org.sparse24.torch.TorchTestData.normal;
@@ -143,14 +144,6 @@ class SplitBackwardTest {
             }
         }
         return losses;
-    }
-
-    private static float mean(float[] v, int from, int to) {
-        float s = 0;
-        for (int i = from; i < to; i++) {
-            s += v[i];
-        }
-        return s / (to - from);
     }
 
     /**
