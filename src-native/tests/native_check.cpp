@@ -681,6 +681,7 @@ int run_checks(bool cpu_only) {
             check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_ROW, bt, rng);
             check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_DENSE, bt, rng);
             check_spmm(gpu, "gpu", dt, 192, 64, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);
+            check_spmm(gpu, "gpu", dt, 320, 72, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);  // partial 64x64 tiles of the transpose
             check_spmm(gpu, "gpu", dt, 28, 12, 8, S24_LAYOUT_ROW, bt, rng, true);
         }
         S24_TRY(s24_context_set_algorithm_search(gpu, 1));
