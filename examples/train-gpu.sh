@@ -22,6 +22,8 @@ JAVA="$1"; CP="$2"; CORPUS="$3"; OUT="$4"; shift 4
 EXTRA=("$@")
 read -r -a OPTS <<< "${JAVA_OPTS:--Xmx8g -Dorg.bytedeco.javacpp.platform.extension=-gpu -Dorg.bytedeco.javacpp.maxBytes=0 -Dorg.bytedeco.javacpp.maxPhysicalBytes=0}"
 mkdir -p "$OUT" || exit 2
+# shellcheck source=train-runs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/train-runs.sh" || exit 2
 FAILED=0
 
 run() {
@@ -36,11 +38,10 @@ run() {
 }
 
 for name in ${RUNS:-dense sparse-warmup sparse}; do
-    case "$name" in
-        dense)         run dense --ffn dense ;;
-        sparse-warmup) run sparse-warmup --ffn sparse --dense-warmup "${DENSE_WARMUP:-300}" ;;
-        sparse)        run sparse --ffn sparse ;;
-        *) echo "train-gpu: unknown run $name" >&2; FAILED=1 ;;
-    esac
+    if train_run_options "$name"; then
+        run "$name" "${RUN_OPTIONS[@]}"
+    else
+        echo "train-gpu: unknown run $name" >&2; FAILED=1
+    fi
 done
 exit "$FAILED"

@@ -693,21 +693,15 @@ int run_checks(bool cpu_only) {
         check_gemm(gpu, "gpu", dt, 64, 80, 48, true, false, rng);
         check_gemm(gpu, "gpu", dt, 31, 7, 5, true, true, rng);
     }
-    s24_ffn_options split, exact, dense;
-    s24_ffn_options_default(&split);
-    s24_ffn_options_default(&exact);
-    exact.sparse_backward = 0;
-    s24_ffn_options_default(&dense);
-    dense.sparse_forward = 0;
-    dense.sparse_backward = 0;
+    const FfnVariants ffn = ffn_variants();
     struct Shape { int64_t T, d, f; };
     for (Shape s : {Shape{128, 256, 512}, Shape{64, 64, 128}, Shape{192, 136, 320}, Shape{512, 256, 1024},
                     Shape{100, 72, 132}, Shape{1, 16, 64}, Shape{256, 128, 4096}}) {
-        check_ffn(p, S24_BF16, s.T, s.d, s.f, split, "split", rng);
-        check_ffn(p, S24_BF16, s.T, s.d, s.f, exact, "exact-bwd", rng);
+        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.split, "split", rng);
+        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.exact, "exact-bwd", rng);
     }
-    check_ffn(p, S24_FP16, 256, 256, 512, split, "split", rng);
-    check_ffn(p, S24_BF16, 256, 256, 512, dense, "dense", rng);
+    check_ffn(p, S24_FP16, 256, 256, 512, ffn.split, "split", rng);
+    check_ffn(p, S24_BF16, 256, 256, 512, ffn.dense, "dense", rng);
     check_threads(gpu, rng);
     s24_context_destroy(gpu);
     s24_context_destroy(cpu);

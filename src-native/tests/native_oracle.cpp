@@ -560,15 +560,7 @@ int run_oracle_checks(s24_context* ctx, bool gpu) {
             }
         }
     }
-    s24_ffn_options split, unpermuted, exact, dense;
-    s24_ffn_options_default(&split);
-    s24_ffn_options_default(&unpermuted);
-    unpermuted.permute_tokens = 0;
-    s24_ffn_options_default(&exact);
-    exact.sparse_backward = 0;
-    s24_ffn_options_default(&dense);
-    dense.sparse_forward = 0;
-    dense.sparse_backward = 0;
+    const auto [split, unpermuted, exact, dense] = ffn_variants();
     struct Shape { int64_t T, d, f; };
     for (s24_dtype dt : dtypes) {
         for (Shape s : {Shape{128, 64, 256}, Shape{64, 128, 128}, Shape{30, 24, 68}, Shape{7, 16, 160}}) {

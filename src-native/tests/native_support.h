@@ -1,9 +1,10 @@
 // Shared by the native self-check, benchmark and breakdown (s24_native_check): check reporting, host
-// 16-bit conversions written independently of the library's, random inputs, buffers in a context's
-// memory, CUDA-event timing. Through the C API only.
+// 16-bit conversions written independently of the library's, the FFN option sets checked, random inputs,
+// buffers in a context's memory, CUDA-event timing. Through the C API only.
 #pragma once
 
 #include "sparse24.h"
+#include "sparse_w1_mean.h"
 
 #include <algorithm>
 #include <cstdarg>
@@ -92,9 +93,23 @@ struct Host16 {
     float at(size_t i) const { return dtype == S24_BF16 ? from_bf16(bits[i]) : from_fp16(bits[i]); }
 };
 
-// The mean of w1 ~ N(mean, 0.02) for x ~ N(0.5, 1) of width d: H then has mean -1.2 std, so ~88% of relu(H) is
-// zero, as in trained models (the benchmarks' inputs).
-inline float sparse_w1_mean(int64_t d) { return -1.2f * std::sqrt(1.25f * d) * 0.02f / (0.5f * d); }
+// The FFN option sets the checks run: the defaults (split backward, permuted tokens), the split without the
+// permutation, the exact backward, and dense throughout.
+struct FfnVariants {
+    s24_ffn_options split, unpermuted, exact, dense;
+};
+inline FfnVariants ffn_variants() {
+    FfnVariants v;
+    s24_ffn_options_default(&v.split);
+    s24_ffn_options_default(&v.unpermuted);
+    v.unpermuted.permute_tokens = 0;
+    s24_ffn_options_default(&v.exact);
+    v.exact.sparse_backward = 0;
+    s24_ffn_options_default(&v.dense);
+    v.dense.sparse_forward = 0;
+    v.dense.sparse_backward = 0;
+    return v;
+}
 
 // Normal random 16-bit values (never zero). Beyond 2^22 elements a random block is tiled (for the
 // benchmark's large inputs; drawing 10^8 normals on the host would dominate the run).

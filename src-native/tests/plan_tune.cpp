@@ -20,6 +20,7 @@
 // bf16; CUDA events, median of N runs (default 20) after 5 warm-up runs; random inputs (never zeros).
 // Exit status 0 only if every call succeeded.
 #include "sparse24.h"
+#include "sparse_w1_mean.h"
 
 #include <cuda_runtime.h>
 
@@ -87,7 +88,7 @@ struct FfnData {
     FfnData(s24_context* ctx, int64_t T, int64_t d, int64_t f)
         : x(ctx, T * d * 2), w1(ctx, f * d * 2), w2(ctx, d * f * 2), dz(ctx, T * d * 2), z(ctx, T * d * 2),
           dx(ctx, T * d * 2), dw1(ctx, f * d * 2), dw2(ctx, d * f * 2) {
-        const float shift = -1.2f * std::sqrt(1.25f * (float)d) * 0.02f / (0.5f * (float)d);
+        const float shift = s24test::sparse_w1_mean(d);
         fill_normal(ctx, x.ptr, T * d, 0.5f, 1.f, 1);
         fill_normal(ctx, w1.ptr, f * d, shift, 0.02f, 2);
         fill_normal(ctx, w2.ptr, d * f, 0.f, 0.02f, 3);

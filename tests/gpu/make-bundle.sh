@@ -208,7 +208,7 @@ if (( ${#EXAMPLES_JARS[@]} > 0 )); then
         -DoutputDirectory="$OUT/examples/lib" \
         -Dmdep.useBaseVersion=true -Dsilent=true "${EXTRA[@]}" \
         || die "dependency:copy-dependencies of examples/ failed"
-    cp examples/train-ddp.sh "$OUT/"
+    cp examples/train-ddp.sh examples/train-runs.sh "$OUT/"
     EXAMPLES_PRESENT=1
     say "training example: $(cd "$OUT/examples" && ls ./*.jar lib/ | paste -sd' ' -)"
 else

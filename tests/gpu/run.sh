@@ -323,18 +323,18 @@ if wanted multigpu; then
             MAIN=org.sparse24.examples.TensorParallelBench JAVA_OPTS="${JVM[*]} ${TORCH_JVM[*]}" \
             "$B/train-ddp.sh" "$JAVA" "$MCP" 2 "$RES/multigpu-tp" "${TP[@]}"
         read -r -a TRAIN <<< "${TRAIN_ARGS:-}"
+        # the run names' GptTrain options (make-bundle.sh copies it with train-ddp.sh)
+        # shellcheck source=../../examples/train-runs.sh
+        source "$B/train-runs.sh"
         for name in ${DDP_RUNS:-dense sparse-warmup}; do
-            case "$name" in
-                dense) ffn=(--ffn dense) ;;
-                sparse-warmup) ffn=(--ffn sparse --dense-warmup "${DENSE_WARMUP:-300}") ;;
-                sparse) ffn=(--ffn sparse) ;;
-                *) missing "multigpu-ddp-$name" "unknown run (dense, sparse-warmup, sparse)"; continue ;;
-            esac
+            if ! train_run_options "$name"; then
+                missing "multigpu-ddp-$name" "unknown run (dense, sparse-warmup, sparse)"; continue
+            fi
             dir="$RES/multigpu-ddp-$name"
             csv=(); [[ " ${TRAIN[*]} " == *" --csv "* ]] || csv=(--csv "$dir/$name.csv")
             step "multigpu-ddp-$name" "$TIMEOUT_MULTIGPU" "$RES/multigpu-ddp-$name.log" "${TORCH_ENV[@]}" \
                 JAVA_OPTS="${JVM[*]} ${TORCH_JVM[*]}" "$B/train-ddp.sh" "$JAVA" "$MCP" 2 "$dir" \
-                "${TRAIN[@]}" "${ffn[@]}" "${csv[@]}"
+                "${TRAIN[@]}" "${RUN_OPTIONS[@]}" "${csv[@]}"
         done
     fi
 fi

@@ -56,33 +56,22 @@ abstract class FfnChecks extends ContextChecks {
             return SparseFfnOptions.builder().sparseForward(sparseForward).sparseBackward(sparseBackward)
                     .permuteTokens(permute).denseFraction(denseFraction).seed(seed).build();
         }
+
+        /** Whether the reference splits its backward (SPLIT_ALL_DENSE is compared with the exact gradients). */
+        boolean referenceSplits() {
+            return sparseBackward && this != SPLIT_ALL_DENSE;
+        }
     }
 
     /** One FFN's inputs (random, never zero) as tensors and as the values they hold. */
-    final class Problem implements AutoCloseable {
-        final int tokens;
-        final int d;
-        final int f;
-        final DType dtype;
-        final float[] x;
-        final float[] w1;
-        final float[] w2;
-        final float[] dz;
+    final class Problem extends FfnInputs implements AutoCloseable {
         final Tensor xt;
         final Tensor w1t;
         final Tensor w2t;
         final Tensor dzt;
 
         Problem(int tokens, int d, int f, DType dtype, long seed) {
-            this.tokens = tokens;
-            this.d = d;
-            this.f = f;
-            this.dtype = dtype;
-            Random random = new Random(seed);
-            x = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
-            w1 = TestData.stored(dtype, TestData.normal(random, f * d, 1 / Math.sqrt(d)));
-            w2 = TestData.stored(dtype, TestData.normal(random, d * f, 1 / Math.sqrt(f)));
-            dz = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
+            super(dtype, tokens, d, f, new Random(seed));
             xt = Tensor.fromFloats(ctx, dtype, x, tokens, d).named("x");
             w1t = Tensor.fromFloats(ctx, dtype, w1, f, d).named("w1");
             w2t = Tensor.fromFloats(ctx, dtype, w2, d, f).named("w2");
@@ -191,9 +180,7 @@ abstract class FfnChecks extends ContextChecks {
                 int[] denseFeatures = saved.denseFeatures();
                 checkDenseFeatures(ref, mode, denseFeatures, flipAllowance());
                 int[] perm = mode.permute ? Sparse24Ops.tokenPermutation(seed, step, tokens) : null;
-                // SPLIT_ALL_DENSE is compared with the exact gradients: no split in the reference.
-                boolean split = mode.sparseBackward && mode != Mode.SPLIT_ALL_DENSE;
-                ref.backward(p.dz, split, perm, denseFeatures);
+                ref.backward(p.dz, mode.referenceSplits(), perm, denseFeatures);
                 TestData.assertClose(at + "Z", o.z.toFloats(), ref.z, tol);
                 TestData.assertClose(at + "dX", o.dx.toFloats(), ref.dx, tol);
                 TestData.assertClose(at + "dW1", o.dw1.toFloats(), ref.dw1, tol);

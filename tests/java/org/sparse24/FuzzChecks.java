@@ -40,54 +40,41 @@ abstract class FuzzChecks extends ContextChecks {
     @ParameterizedTest(name = "#{0}: T={1} d={2} f={3} {4} {5}")
     @MethodSource("cases")
     void matchesReference(int index, int tokens, int d, int f, DType dtype, FfnChecks.Mode mode, long seed) {
-        Random random = new Random(seed);
-        float[] x = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
-        float[] w1 = TestData.stored(dtype, TestData.normal(random, f * d, 1 / Math.sqrt(d)));
-        float[] w2 = TestData.stored(dtype, TestData.normal(random, d * f, 1 / Math.sqrt(f)));
-        float[] dz = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
         double tol = TestData.tolerance(dtype);
-        try (Tensor xt = Tensor.fromFloats(ctx, dtype, x, tokens, d);
-             Tensor w1t = Tensor.fromFloats(ctx, dtype, w1, f, d);
-             Tensor w2t = Tensor.fromFloats(ctx, dtype, w2, d, f);
-             Tensor dzt = Tensor.fromFloats(ctx, dtype, dz, tokens, d);
-             SparseFfn ffn = new SparseFfn(ctx, d, f, dtype, mode.options(seed));
-             ForwardResult r = ffn.forward(xt, w1t, w2t);
-             Gradients g = ffn.backward(r.saved(), xt, w1t, w2t, dzt)) {
-            ReferenceFfn ref = new ReferenceFfn(dtype, tokens, d, f, x, w1, w2, mode.sparseForward);
-            int[] perm = mode.permute ? Sparse24Ops.tokenPermutation(seed, 0, tokens) : null;
-            boolean split = mode.sparseBackward && mode != FfnChecks.Mode.SPLIT_ALL_DENSE;
-            ref.backward(dz, split, perm, r.saved().denseFeatures());
-            TestData.assertClose("Z", r.output().toFloats(), ref.z, tol);
-            TestData.assertClose("dX", g.dx().toFloats(), ref.dx, tol);
-            TestData.assertClose("dW1", g.dw1().toFloats(), ref.dw1, tol);
-            TestData.assertClose("dW2", g.dw2().toFloats(), ref.dw2, tol);
+        try (FfnPass p = new FfnPass(ctx, dtype, tokens, d, f, new Random(seed))) {
+            p.run(mode, seed);
+            ReferenceFfn ref = new ReferenceFfn(dtype, tokens, d, f, p.x, p.w1, p.w2, mode.sparseForward);
+            ref.backward(p.dz, mode.referenceSplits(), p.perm, p.result.saved().denseFeatures());
+            TestData.assertClose("Z", p.result.output().toFloats(), ref.z, tol);
+            TestData.assertClose("dX", p.grads.dx().toFloats(), ref.dx, tol);
+            TestData.assertClose("dW1", p.grads.dw1().toFloats(), ref.dw1, tol);
+            TestData.assertClose("dW2", p.grads.dw2().toFloats(), ref.dw2, tol);
 
             // gemm: H = X W1^T against float64
             try (Tensor h = Tensor.allocate(ctx, dtype, tokens, f)) {
                 h.poison(0xFF);
-                Sparse24Ops.gemm(xt, false, w1t, true, h);
-                TestData.assertClose("gemm", h.toFloats(),
-                        ReferenceFfn.matmul(ReferenceFfn.widen(x), ReferenceFfn.widen(w1), tokens, d, f, false, true),
-                        tol);
+                Sparse24Ops.gemm(p.xt, false, p.w1t, true, h);
+                TestData.assertClose("gemm", h.toFloats(), ReferenceFfn.matmul(ReferenceFfn.widen(p.x),
+                        ReferenceFfn.widen(p.w1), tokens, d, f, false, true), tol);
             }
             // compress24 + decompress24 of W2 [d, f] (2:4 along f): the two largest |values| of each group
             Layout layout = backend() == Backend.CUDA && dtype != DType.FP32 && d % 64 == 0 && f % 64 == 0
                     ? Layout.CUSPARSELT : Layout.ROW;
             try (PackedMatrix packed = PackedMatrix.allocate(ctx, layout, dtype, d, f);
                  Tensor back = Tensor.allocate(ctx, dtype, d, f)) {
-                Sparse24Ops.compress24(w2t, packed);
+                Sparse24Ops.compress24(p.w2t, packed);
                 back.poison(0xFF);
                 Sparse24Ops.decompress24(packed, back);
                 float[] actual = back.toFloats();
                 for (int group = 0; group < d * f / 4; group++) {
                     double[] score = new double[4];
                     for (int j = 0; j < 4; j++) {
-                        score[j] = Math.abs(w2[4 * group + j]);
+                        score[j] = Math.abs(p.w2[4 * group + j]);
                     }
                     boolean[] keep = ReferenceFfn.keepTwoLargest(score);
                     for (int j = 0; j < 4; j++) {
                         int i = 4 * group + j;
-                        assertEquals(keep[j] ? w2[i] : 0f, actual[i], "compress24 element " + i);
+                        assertEquals(keep[j] ? p.w2[i] : 0f, actual[i], "compress24 element " + i);
                     }
                 }
             }

@@ -49,34 +49,22 @@ abstract class NanChecks extends ContextChecks {
                                                 Target target, float special) {
         Random random = new Random(31L * tokens + d + f + dtype.ordinal() * 7 + mode.ordinal() * 13
                 + target.ordinal() * 17 + Float.floatToIntBits(special));
-        float[] x = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
-        float[] w1 = TestData.stored(dtype, TestData.normal(random, f * d, 1 / Math.sqrt(d)));
-        float[] w2 = TestData.stored(dtype, TestData.normal(random, d * f, 1 / Math.sqrt(f)));
-        float[] dz = TestData.stored(dtype, TestData.normal(random, tokens * d, 1));
-        float[] hit = target == Target.X ? x : target == Target.W1 ? w1 : dz;
-        for (int i = 0; i < 2; i++) {
-            hit[random.nextInt(hit.length)] = special;
-        }
-        long seed = 77;
-        try (Tensor xt = Tensor.fromFloats(ctx, dtype, x, tokens, d);
-             Tensor w1t = Tensor.fromFloats(ctx, dtype, w1, f, d);
-             Tensor w2t = Tensor.fromFloats(ctx, dtype, w2, d, f);
-             Tensor dzt = Tensor.fromFloats(ctx, dtype, dz, tokens, d);
-             SparseFfn ffn = new SparseFfn(ctx, d, f, dtype, mode.options(seed));
-             ForwardResult r = ffn.forward(xt, w1t, w2t);
-             Gradients g = ffn.backward(r.saved(), xt, w1t, w2t, dzt)) {
-            int[] perm = mode.permute ? Sparse24Ops.tokenPermutation(seed, 0, tokens) : null;
-            boolean split = mode.sparseBackward && mode != FfnChecks.Mode.SPLIT_ALL_DENSE;
-            int[] denseFeatures = r.saved().denseFeatures();
-            ReferenceFfn must = new ReferenceFfn(dtype, tokens, d, f, x, w1, w2, mode.sparseForward, true);
-            ReferenceFfn may = new ReferenceFfn(dtype, tokens, d, f, x, w1, w2, mode.sparseForward, false);
-            must.backward(dz, split, perm, denseFeatures);
-            may.backward(dz, split, perm, denseFeatures);
+        try (FfnPass p = new FfnPass(ctx, dtype, tokens, d, f, random)) {
+            float[] hit = target == Target.X ? p.x : target == Target.W1 ? p.w1 : p.dz;
+            for (int i = 0; i < 2; i++) {
+                hit[random.nextInt(hit.length)] = special;
+            }
+            p.run(mode, 77);
+            int[] denseFeatures = p.result.saved().denseFeatures();
+            ReferenceFfn must = new ReferenceFfn(dtype, tokens, d, f, p.x, p.w1, p.w2, mode.sparseForward, true);
+            ReferenceFfn may = new ReferenceFfn(dtype, tokens, d, f, p.x, p.w1, p.w2, mode.sparseForward, false);
+            must.backward(p.dz, mode.referenceSplits(), p.perm, denseFeatures);
+            may.backward(p.dz, mode.referenceSplits(), p.perm, denseFeatures);
             double tol = TestData.tolerance(dtype);
-            assertSpecials("Z", r.output().toFloats(), must.z, may.z, tol);
-            assertSpecials("dX", g.dx().toFloats(), must.dx, may.dx, tol);
-            assertSpecials("dW1", g.dw1().toFloats(), must.dw1, may.dw1, tol);
-            assertSpecials("dW2", g.dw2().toFloats(), must.dw2, may.dw2, tol);
+            assertSpecials("Z", p.result.output().toFloats(), must.z, may.z, tol);
+            assertSpecials("dX", p.grads.dx().toFloats(), must.dx, may.dx, tol);
+            assertSpecials("dW1", p.grads.dw1().toFloats(), must.dw1, may.dw1, tol);
+            assertSpecials("dW2", p.grads.dw2().toFloats(), must.dw2, may.dw2, tol);
         }
     }
 
