@@ -4,6 +4,8 @@
 //                                         (out-of-order destroys), then the CUDA backend against the CPU
 //                                         backend (bit-identical where the op is a selection / layout,
 //                                         within bf16 tolerance where it is arithmetic)
+//   s24_native_check check --ops-only     the CPU sections, then on the GPU only our kernels' single ops against
+//                                         the CPU backend (no GEMM, no FFN): for racecheck with a kernel filter
 //   s24_native_check bench [file]         kernel and FFN timings, sparse vs dense (native_bench.cpp)
 //   s24_native_check breakdown T d f      each step of the FFN timed alone (native_breakdown.cpp)
 // Exit status of check: 0 every check passed; 1 a check failed; 3 no usable GPU (no device, driver,
@@ -606,7 +608,9 @@ void check_retention(s24_backend backend, const char* name, std::mt19937& rng) {
 
 }  // namespace
 
-int run_checks(bool cpu_only) {
+// ops_only: see --ops-only above (under racecheck with a kernel-name filter cuSPARSELt's matmul fails, and the
+// tool faults at the first FFN: tests/gpu/reliability.sh).
+int run_checks(bool cpu_only, bool ops_only) {
     std::mt19937 rng(2024);
     s24_context* cpu = nullptr;
     S24_TRY(s24_context_create(S24_BACKEND_CPU, 0, &cpu));
@@ -639,10 +643,12 @@ int run_checks(bool cpu_only) {
         s24_context_destroy(probe);
         unsetenv("SPARSE24_REQUIRE_DIRECT_LAYOUT");
     }
-    std::printf("-- the CUDA backend against the independent oracle\n");
-    run_oracle_checks(gpu, true);
-    check_lifetimes(S24_BACKEND_CUDA, "CUDA");
-    check_retention(S24_BACKEND_CUDA, "CUDA", rng);
+    if (!ops_only) {
+        std::printf("-- the CUDA backend against the independent oracle\n");
+        run_oracle_checks(gpu, true);
+        check_lifetimes(S24_BACKEND_CUDA, "CUDA");
+        check_retention(S24_BACKEND_CUDA, "CUDA", rng);
+    }
     std::printf("-- the CUDA backend against the CPU backend\n");
     Pair p{cpu, gpu};
     for (s24_dtype dt : {S24_BF16, S24_FP16}) {
@@ -673,6 +679,12 @@ int run_checks(bool cpu_only) {
     check_cols_split(p, S24_BF16, 100, 132, S24_LAYOUT_DENSE, S24_LAYOUT_DENSE, 7, true, rng);
     check_gather_perm(p, 1000, 72, rng);
     check_gather_perm(p, 3, 8, rng);
+    if (ops_only) {  // no GEMMs: cusparseLtMatmul (op N on B) fails under racecheck with a kernel filter
+        s24_context_destroy(gpu);
+        s24_context_destroy(cpu);
+        summary();
+        return failures ? 1 : 0;
+    }
     for (s24_dtype dt : {S24_BF16, S24_FP16}) {
         for (bool bt : {true, false}) {
             check_spmm(gpu, "gpu", dt, 64, 64, 64, S24_LAYOUT_CUSPARSELT, bt, rng);
@@ -717,12 +729,13 @@ int main(int argc, char** argv) {
     try {
         if (mode == "check" && argc == 2) return run_checks(false);
         if (mode == "check" && argc == 3 && std::string(argv[2]) == "--cpu-only") return run_checks(true);
+        if (mode == "check" && argc == 3 && std::string(argv[2]) == "--ops-only") return run_checks(false, true);
         if (mode == "bench" && argc <= 3) return run_bench(argc > 2 ? argv[2] : nullptr);
         if (mode == "breakdown" && argc == 5) return run_breakdown(std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]));
     } catch (const std::exception& e) {
         std::printf("FAIL  aborted: %s\n", e.what());
         return 2;
     }
-    std::fprintf(stderr, "usage: %s check [--cpu-only] | bench [json] | breakdown T d f\n", argv[0]);
+    std::fprintf(stderr, "usage: %s check [--cpu-only | --ops-only] | bench [json] | breakdown T d f\n", argv[0]);
     return 2;
 }

@@ -228,7 +228,7 @@ struct Timer {
 };
 
 // The programs (one file each).
-int run_checks(bool cpu_only);        // native_check.cpp
+int run_checks(bool cpu_only, bool ops_only = false);  // native_check.cpp
 int run_oracle_checks(s24_context* ctx, bool gpu);  // native_oracle.cpp
 int run_bench(const char* json_path);  // native_bench.cpp
 int run_breakdown(int64_t T, int64_t d, int64_t f);  // native_breakdown.cpp

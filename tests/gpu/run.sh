@@ -19,8 +19,8 @@
 # Every step runs under `timeout`, and a failing step does not stop the others. The results folder
 # gets summary.txt (one line a step: name, PASS/FAIL/TIMEOUT/SKIPPED, exit status, seconds; under the
 # JUnit steps one line a test class: tests ran, failed, skipped; then "overall PASS|FAIL"). A GPU test
-# class (one with @Tag("gpu") tests) that ran no test fails its step. The exit status is 0 only if no step
-# failed.
+# class (one with @Tag("gpu") tests; with JUNIT_SCAN=0, one that JUNIT_ARGS selects) that ran no test fails
+# its step. The exit status is 0 only if no step failed.
 #
 # LibTorch: torch-assemble.sh <parts-dir> puts the uploaded parts together in /tmp/sparse24-torch; the torch
 # and train steps fail without it (unless the bundle was built with --no-torch: then they are skipped).
@@ -238,6 +238,11 @@ junit_step() {
                 --include-tag "${JUNIT_TAGS:-gpu}" --reports-dir "$reports" --fail-if-no-tests)
     [[ "${JUNIT_SCAN:-1}" == 1 ]] && args+=(--scan-class-path "$B/test-classes")
     read -r -a user <<< "${JUNIT_ARGS:-}"
+    if [[ "${JUNIT_SCAN:-1}" != 1 ]]; then  # explicit selectors: only the GPU classes they name must run tests
+        local c picked=""
+        for c in $classes; do [[ " ${JUNIT_ARGS:-} " == *" --select-class $c "* ]] && picked+=" $c"; done
+        classes="$picked"
+    fi
     # shellcheck disable=SC2086
     step "$name" "$limit" "$logfile" "${cmd[@]}" org.junit.platform.console.ConsoleLauncher $JUNIT_EXECUTE \
         "${args[@]}" "${launcher[@]}" "${user[@]}"
