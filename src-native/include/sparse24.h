@@ -186,8 +186,8 @@ typedef enum s24_plan_form {
     S24_PLAN_COL_C = 1,        /* c_transposed only: cuSPARSELt writes a column-major C (tuned only when
                                   SPARSE24_SPMM_FORMS names col_c: it faulted once on an H100)      */
     S24_PLAN_STRUCTURED_B = 2  /* c_transposed only: c^T = op(b)^T a^T with a as cuSPARSELt's B (tuned
-                                  only when SPARSE24_SPMM_FORMS names structured_b: its tuning did not
-                                  finish on an H200 with cuSPARSELt 0.8.0)                           */
+                                  only when SPARSE24_SPMM_FORMS names structured_b: a tuning candidate
+                                  faulted on an H200 with cuSPARSELt 0.8.0)                          */
 } s24_plan_form;
 
 typedef struct s24_plan_candidate {
@@ -204,7 +204,8 @@ typedef struct s24_plan_candidate {
  * choices; keeps and stores the fastest valid candidate. Copies min(capacity, count) candidates, in the
  * order tried; *count gets their number and *chosen the index of the winner. Synchronizes; allocates
  * the operands of the shape for the time of the call. NOT_SUPPORTED on the CPU backend and for shapes
- * that do not run on cuSPARSELt. */
+ * that do not run on cuSPARSELt. c_transposed = 1 with only ROW_C allowed (the default) tunes, and shares,
+ * the plan of c_transposed = 0 (the same GEMM; the candidates' times leave out the transpose). */
 s24_status s24_spmm_tune(s24_context* ctx, s24_dtype dtype, int64_t m, int64_t n, int64_t k, int32_t b_transposed,
                          int32_t c_transposed, s24_plan_candidate* candidates, int64_t capacity, int64_t* count,
                          int64_t* chosen);

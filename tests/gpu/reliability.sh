@@ -16,7 +16,8 @@
 #   racecheck   compute-sanitizer racecheck over `s24_native_check check --ops-only` (on the GPU our kernels'
 #               single ops, no GEMM and no FFN) with --kernel-name kns=s24: under racecheck with a kernel filter
 #               cuSPARSELt's matmul fails (CUSPARSE_STATUS_INTERNAL_ERROR) and the tool faults at the first FFN;
-#               without the filter the GEMMs are instrumented and the check does not finish in 7 min  -> racecheck-native.txt
+#               without the filter the GEMMs are instrumented and the check does not finish in 7 min
+#                                                                                      -> racecheck-native.txt
 #   synccheck   compute-sanitizer synccheck over the native check                     -> synccheck-native.txt
 #   memcheckjava, synccheckjava  memcheck / synccheck over the JUnit classes JAVA_CLASSES (GpuOpsTest: every op,
 #               GpuConcurrencyTest: close/use with STRESS_SECONDS=2, GpuFfnTest: the FFN)  -> memcheck-java/, ...

@@ -12,7 +12,8 @@ using namespace detail;
 
 // 64x64 tiles, 8-byte loads along in's rows and 4-byte stores (2 elements) along out's rows; needs
 // cols % 4 == 0, rows % 2 == 0, in 8-byte and out 4-byte aligned (every spmm product: n % 8 == 0, m % 64 == 0,
-// 16-byte aligned). Pitch 66: the loads' 4-byte shared stores hit 32 different banks, the stores' column reads 16 (2-way).
+// 16-byte aligned). Pitch 66: the loads' 4-byte shared stores hit 32 different banks, the stores' column
+// reads 16 (2-way).
 constexpr int kTile = 64, kPitch = kTile + 2;
 
 __global__ void __launch_bounds__(256) transpose_kernel(const uint16_t* __restrict__ in, uint16_t* __restrict__ out,
