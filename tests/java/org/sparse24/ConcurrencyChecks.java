@@ -47,15 +47,14 @@ abstract class ConcurrencyChecks {
         final Tensor w2;
         final Tensor dz;
 
-        World(Sparse24 ctx, boolean ownsContext, float[][] values) {
-            int[] s = shape();
+        World(Sparse24 ctx, boolean ownsContext, FfnInputs in) {
             this.ctx = ctx;
             this.ownsContext = ownsContext;
-            ffn = new SparseFfn(ctx, s[1], s[2], dtype(), SparseFfnOptions.defaults());
-            x = Tensor.fromFloats(ctx, dtype(), values[0], s[0], s[1]).named("x");
-            w1 = Tensor.fromFloats(ctx, dtype(), values[1], s[2], s[1]).named("w1");
-            w2 = Tensor.fromFloats(ctx, dtype(), values[2], s[1], s[2]).named("w2");
-            dz = Tensor.fromFloats(ctx, dtype(), values[3], s[0], s[1]).named("dz");
+            ffn = new SparseFfn(ctx, in.d, in.f, in.dtype, SparseFfnOptions.defaults());
+            x = Tensor.fromFloats(ctx, in.dtype, in.x, in.tokens, in.d).named("x");
+            w1 = Tensor.fromFloats(ctx, in.dtype, in.w1, in.f, in.d).named("w1");
+            w2 = Tensor.fromFloats(ctx, in.dtype, in.w2, in.d, in.f).named("w2");
+            dz = Tensor.fromFloats(ctx, in.dtype, in.dz, in.tokens, in.d).named("dz");
         }
 
         /** One training step; returns Z's values (compared with the single-threaded ones). */
@@ -69,16 +68,16 @@ abstract class ConcurrencyChecks {
 
     /** What the closers do to a world: close some of it, or all, and return its replacement. */
     interface Closer {
-        World replace(World old, float[][] values, Random random);
+        World replace(World old, FfnInputs inputs, Random random);
     }
 
     @Test
     void closingTensorsWhileOthersRun() throws Exception {
         try (Sparse24 ctx = Sparse24.create(backend())) {
-            stress(new World(ctx, false, values()), (old, values, random) -> {
+            stress(new World(ctx, false, inputs()), (old, inputs, random) -> {
                 Tensor[] all = {old.x, old.w1, old.w2, old.dz};
                 all[random.nextInt(all.length)].close();
-                World next = new World(old.ctx, false, values);
+                World next = new World(old.ctx, false, inputs);
                 old.ffn.close();
                 for (Tensor t : all) {
                     t.close();
@@ -91,9 +90,9 @@ abstract class ConcurrencyChecks {
     @Test
     void closingFfnsWhileOthersRun() throws Exception {
         try (Sparse24 ctx = Sparse24.create(backend())) {
-            stress(new World(ctx, false, values()), (old, values, random) -> {
+            stress(new World(ctx, false, inputs()), (old, inputs, random) -> {
                 old.ffn.close();
-                World next = new World(old.ctx, false, values);
+                World next = new World(old.ctx, false, inputs);
                 for (Tensor t : new Tensor[] {old.x, old.w1, old.w2, old.dz}) {
                     t.close();
                 }
@@ -104,24 +103,19 @@ abstract class ConcurrencyChecks {
 
     @Test
     void closingContextsWhileOthersRun() throws Exception {
-        stress(new World(Sparse24.create(backend()), true, values()), (old, values, random) -> {
+        stress(new World(Sparse24.create(backend()), true, inputs()), (old, inputs, random) -> {
             old.ctx.close();
-            return new World(Sparse24.create(backend()), true, values);
+            return new World(Sparse24.create(backend()), true, inputs);
         });
     }
 
-    private float[][] values() {
+    private FfnInputs inputs() {
         int[] s = shape();
-        Random random = new Random(99);
-        return new float[][] {
-            TestData.stored(dtype(), TestData.normal(random, s[0] * s[1], 1)),
-            TestData.stored(dtype(), TestData.normal(random, s[2] * s[1], 1 / Math.sqrt(s[1]))),
-            TestData.stored(dtype(), TestData.normal(random, s[1] * s[2], 1 / Math.sqrt(s[2]))),
-            TestData.stored(dtype(), TestData.normal(random, s[0] * s[1], 1))};
+        return new FfnInputs(dtype(), s[0], s[1], s[2], new Random(99));
     }
 
     private void stress(World first, Closer closer) throws Exception {
-        float[][] values = values();
+        FfnInputs inputs = inputs();
         float[] expected = first.step();
         AtomicReference<World> world = new AtomicReference<>(first);
         AtomicLong steps = new AtomicLong();
@@ -159,7 +153,7 @@ abstract class ConcurrencyChecks {
                         try {
                             Thread.sleep(5 + random.nextInt(45));
                             synchronized (world) {
-                                world.set(closer.replace(world.get(), values, random));
+                                world.set(closer.replace(world.get(), inputs, random));
                             }
                             replaced.incrementAndGet();
                         } catch (Throwable e) {
