@@ -606,6 +606,41 @@ void check_retention(s24_backend backend, const char* name, std::mt19937& rng) {
     S24_TRY(s24_context_destroy(ctx));
 }
 
+// The CUDA backend's GEMMs (spmm, gemm) and FFNs against the CPU backend, then one context from several threads.
+void check_gemms_and_ffns(Pair p, std::mt19937& rng) {
+    s24_context* gpu = p.gpu;
+    for (s24_dtype dt : {S24_BF16, S24_FP16}) {
+        for (bool bt : {true, false}) {
+            check_spmm(gpu, "gpu", dt, 64, 64, 64, S24_LAYOUT_CUSPARSELT, bt, rng);
+            check_spmm(gpu, "gpu", dt, 256, 136, 512, S24_LAYOUT_CUSPARSELT, bt, rng);
+            check_spmm(gpu, "gpu", dt, 128, 1024, 256, S24_LAYOUT_CUSPARSELT, bt, rng);
+            check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_ROW, bt, rng);
+            check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_DENSE, bt, rng);
+            check_spmm(gpu, "gpu", dt, 192, 64, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);
+            check_spmm(gpu, "gpu", dt, 320, 72, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);  // partial 64x64 tiles of the transpose
+            check_spmm(gpu, "gpu", dt, 28, 12, 8, S24_LAYOUT_ROW, bt, rng, true);
+        }
+        S24_TRY(s24_context_set_algorithm_search(gpu, 1));
+        check_spmm(gpu, "gpu searched", dt, 256, 256, 512, S24_LAYOUT_CUSPARSELT, true, rng);
+        check_spmm(gpu, "gpu searched", dt, 512, 128, 256, S24_LAYOUT_CUSPARSELT, false, rng, true);
+        S24_TRY(s24_context_set_algorithm_search(gpu, 0));
+        check_gemm(gpu, "gpu", dt, 128, 96, 64, false, true, rng);
+        check_gemm(gpu, "gpu", dt, 33, 17, 9, false, false, rng);
+        check_gemm(gpu, "gpu", dt, 64, 80, 48, true, false, rng);
+        check_gemm(gpu, "gpu", dt, 31, 7, 5, true, true, rng);
+    }
+    const FfnVariants ffn = ffn_variants();
+    struct Shape { int64_t T, d, f; };
+    for (Shape s : {Shape{128, 256, 512}, Shape{64, 64, 128}, Shape{192, 136, 320}, Shape{512, 256, 1024},
+                    Shape{100, 72, 132}, Shape{1, 16, 64}, Shape{256, 128, 4096}}) {
+        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.split, "split", rng);
+        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.exact, "exact-bwd", rng);
+    }
+    check_ffn(p, S24_FP16, 256, 256, 512, ffn.split, "split", rng);
+    check_ffn(p, S24_BF16, 256, 256, 512, ffn.dense, "dense", rng);
+    check_threads(gpu, rng);
+}
+
 }  // namespace
 
 // ops_only: see --ops-only above (under racecheck with a kernel-name filter cuSPARSELt's matmul fails, and the
@@ -679,42 +714,8 @@ int run_checks(bool cpu_only, bool ops_only) {
     check_cols_split(p, S24_BF16, 100, 132, S24_LAYOUT_DENSE, S24_LAYOUT_DENSE, 7, true, rng);
     check_gather_perm(p, 1000, 72, rng);
     check_gather_perm(p, 3, 8, rng);
-    if (ops_only) {  // no GEMMs: cusparseLtMatmul (op N on B) fails under racecheck with a kernel filter
-        s24_context_destroy(gpu);
-        s24_context_destroy(cpu);
-        summary();
-        return failures ? 1 : 0;
-    }
-    for (s24_dtype dt : {S24_BF16, S24_FP16}) {
-        for (bool bt : {true, false}) {
-            check_spmm(gpu, "gpu", dt, 64, 64, 64, S24_LAYOUT_CUSPARSELT, bt, rng);
-            check_spmm(gpu, "gpu", dt, 256, 136, 512, S24_LAYOUT_CUSPARSELT, bt, rng);
-            check_spmm(gpu, "gpu", dt, 128, 1024, 256, S24_LAYOUT_CUSPARSELT, bt, rng);
-            check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_ROW, bt, rng);
-            check_spmm(gpu, "gpu", dt, 100, 36, 44, S24_LAYOUT_DENSE, bt, rng);
-            check_spmm(gpu, "gpu", dt, 192, 64, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);
-            check_spmm(gpu, "gpu", dt, 320, 72, 128, S24_LAYOUT_CUSPARSELT, bt, rng, true);  // partial 64x64 tiles of the transpose
-            check_spmm(gpu, "gpu", dt, 28, 12, 8, S24_LAYOUT_ROW, bt, rng, true);
-        }
-        S24_TRY(s24_context_set_algorithm_search(gpu, 1));
-        check_spmm(gpu, "gpu searched", dt, 256, 256, 512, S24_LAYOUT_CUSPARSELT, true, rng);
-        check_spmm(gpu, "gpu searched", dt, 512, 128, 256, S24_LAYOUT_CUSPARSELT, false, rng, true);
-        S24_TRY(s24_context_set_algorithm_search(gpu, 0));
-        check_gemm(gpu, "gpu", dt, 128, 96, 64, false, true, rng);
-        check_gemm(gpu, "gpu", dt, 33, 17, 9, false, false, rng);
-        check_gemm(gpu, "gpu", dt, 64, 80, 48, true, false, rng);
-        check_gemm(gpu, "gpu", dt, 31, 7, 5, true, true, rng);
-    }
-    const FfnVariants ffn = ffn_variants();
-    struct Shape { int64_t T, d, f; };
-    for (Shape s : {Shape{128, 256, 512}, Shape{64, 64, 128}, Shape{192, 136, 320}, Shape{512, 256, 1024},
-                    Shape{100, 72, 132}, Shape{1, 16, 64}, Shape{256, 128, 4096}}) {
-        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.split, "split", rng);
-        check_ffn(p, S24_BF16, s.T, s.d, s.f, ffn.exact, "exact-bwd", rng);
-    }
-    check_ffn(p, S24_FP16, 256, 256, 512, ffn.split, "split", rng);
-    check_ffn(p, S24_BF16, 256, 256, 512, ffn.dense, "dense", rng);
-    check_threads(gpu, rng);
+    // --ops-only stops here: cusparseLtMatmul (op N on B) fails under racecheck with a kernel filter
+    if (!ops_only) check_gemms_and_ffns(p, rng);
     s24_context_destroy(gpu);
     s24_context_destroy(cpu);
     summary();
