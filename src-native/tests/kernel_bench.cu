@@ -5,7 +5,10 @@
 // against the library's.
 //   s24_kernel_bench check            every variant and the C API entry vs the CPU backend: small awkward
 //                                     shapes, bf16 / fp16, each output layout, with and without the
-//                                     permutation and dense features; outputs poisoned; byte-exact
+//                                     permutation and dense features; outputs poisoned; byte-exact; then the
+//                                     FFN's two backward paths on both backends
+//   s24_kernel_bench check --ops-only  the same without the GPU FFNs (no GEMM: for racecheck, under which the
+//                                     GEMM libraries' kernels fault)
 //   s24_kernel_bench bench            copy bandwidth, then per shape the row kernels, the two-kernel path
 //                                     and each fused variant: median ms, bytes, GB/s, % of the copy, and
 //                                     the fused outputs compared byte for byte with the two-kernel path
@@ -339,7 +342,7 @@ void check_ffn_paths(s24_context* ctx, const char* backend, s24_dtype dt, int64_
     report(out[0] == out[1], name);
 }
 
-int run_check() {
+int run_check(bool ops_only) {
     s24_context *cpu = nullptr, *gpu = nullptr;
     TRY(s24_context_create(S24_BACKEND_CPU, 0, &cpu));
     TRY(s24_context_create(S24_BACKEND_CUDA, 0, &gpu));
@@ -362,8 +365,10 @@ int run_check() {
     for (const Case& c : cases) check_case(cpu, gpu, s, c, rng);
     for (int nulls = 0; nulls < 3; ++nulls) check_ffn_paths(cpu, "cpu", S24_FP32, 64, 32, 128, nulls, rng);
     check_ffn_paths(cpu, "cpu", S24_BF16, 62, 32, 128, 0, rng);  // tokens % 4 != 0: a DENSE split
-    check_ffn_paths(gpu, "cuda", S24_BF16, 256, 128, 512, 0, rng);
-    check_ffn_paths(gpu, "cuda", S24_FP16, 192, 64, 320, 1, rng);
+    if (!ops_only) {
+        check_ffn_paths(gpu, "cuda", S24_BF16, 256, 128, 512, 0, rng);
+        check_ffn_paths(gpu, "cuda", S24_FP16, 192, 64, 320, 1, rng);
+    }
     TRY(s24_context_set_stream(gpu, nullptr));
     CUDA(cudaStreamDestroy(s));
     s24_context_destroy(gpu);
@@ -583,13 +588,14 @@ int run_ffn(int64_t T, int64_t d, int64_t f) {
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
     try {
-        if (mode == "check") return run_check();
+        if (mode == "check" && argc == 2) return run_check(false);
+        if (mode == "check" && argc == 3 && std::string(argv[2]) == "--ops-only") return run_check(true);
         if (mode == "bench") return run_bench();
         if (mode == "ffn" && argc == 5) return run_ffn(std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]));
     } catch (const std::exception& e) {
         std::printf("FAIL  aborted: %s\n", e.what());
         return 2;
     }
-    std::fprintf(stderr, "usage: %s check | bench | ffn T d f\n", argv[0]);
+    std::fprintf(stderr, "usage: %s check [--ops-only] | bench | ffn T d f\n", argv[0]);
     return 2;
 }

@@ -8,6 +8,8 @@
 # Layout of the bundle:
 #   run.sh                  the entry point on the GPU host (copied from tests/gpu/run.sh)
 #   nvidia-libs.py          run.sh asks it where NVIDIA's Python wheels keep their libraries
+#   torch-env.sh            how a JVM runs on LibTorch's CUDA build (sourced by run.sh and reliability.sh)
+#   reliability.sh          fuzz, NaN, stress, soak and compute-sanitizer steps (tests/gpu/reliability.sh)
 #   torch-assemble.sh       puts the LibTorch parts back together on the host (see below)
 #   bundle.env              what run.sh needs to know (jar names, GPU test classes, ...)
 #   jre/                    a jlink-ed Java runtime with only the modules the jars use
@@ -261,6 +263,7 @@ fi
 cp "$HERE/run.sh" "$OUT/run.sh"
 cp "$HERE/nvidia-libs.py" "$OUT/nvidia-libs.py"
 cp "$HERE/reliability.sh" "$OUT/reliability.sh"
+cp "$HERE/torch-env.sh" "$OUT/torch-env.sh"
 chmod +x "$OUT/run.sh"
 cp "$HERE/README.md" "$OUT/README.md" 2>/dev/null || true
 [[ -d "$OUT/examples" ]] || mkdir -p "$OUT/examples" # (empty: run.sh's train step skips)

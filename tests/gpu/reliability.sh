@@ -15,12 +15,18 @@
 #   memcheck    compute-sanitizer memcheck (leak check) over the native check         -> memcheck-native.txt
 #   racecheck   compute-sanitizer racecheck over `s24_native_check check --ops-only` (on the GPU our kernels'
 #               single ops, no GEMM and no FFN) with --kernel-name kns=s24: under racecheck with a kernel filter
-#               cuSPARSELt's matmul fails (CUSPARSE_STATUS_INTERNAL_ERROR) and the tool faults at the first FFN;
-#               without the filter the GEMMs are instrumented and the check does not finish in 7 min
+#               the GEMM libraries' kernels fault inside the tool (cuSPARSELt: CUSPARSE_STATUS_INTERNAL_ERROR;
+#               with CUDA_LAUNCH_BLOCKING=1 the first FFN's cublasLtMatmul: CUBLAS_STATUS_EXECUTION_FAILED; the
+#               same with --racecheck-memcpy-async no, 2026-11-30); without the filter the GEMMs are instrumented
+#               and the check does not finish in 7 min. tune-kernels.sh's racecheck step races grad_split24
 #                                                                                      -> racecheck-native.txt
 #   synccheck   compute-sanitizer synccheck over the native check                     -> synccheck-native.txt
 #   memcheckjava, synccheckjava  memcheck / synccheck over the JUnit classes JAVA_CLASSES (GpuOpsTest: every op,
-#               GpuConcurrencyTest: close/use with STRESS_SECONDS=2, GpuFfnTest: the FFN)  -> memcheck-java/, ...
+#               GpuConcurrencyTest: close/use with STRESS_SECONDS=2, GpuFfnTest: the FFN); classes named
+#               torch.<Class> run on LibTorch's CUDA build (TORCH_DIR, as run.sh's torch step) with
+#               --force-blocking-launches (with concurrent launches synccheck ran out of its own memory and did
+#               not track ~5000 GEMM launches, 2026-11-30); JAVA_PROPS adds JVM options (e.g.
+#               -Dsparse24.soakSteps=500)                                               -> memcheck-java/, ...
 # summary.txt gets one line a step (PASS/FAIL/TIMEOUT) and "overall PASS|FAIL"; exit status 0 only if all passed.
 #
 # Environment: STEPS, FUZZ_CASES, STRESS_SECONDS, SOAK_STEPS, SOAK_DEVICE_MIB, JAVA_CLASSES, TIMEOUT_<STEP> (seconds;
@@ -29,7 +35,10 @@
 # Time on an H200 (measured 2026-11-29): memcheck 11 s and synccheck 24 s over the native check (460 checks, 0
 # errors); racecheck 7 s (250 checks, 42 of them on the GPU, 0 hazards); memcheck over GpuOpsTest + GpuConcurrencyTest
 # 10 s (168 tests), over GpuFfnTest 44 s, synccheck over GpuFfnTest 56 s (88 tests; 0 errors each); fuzz 60 s,
-# nan 28 s, soak 13 s.
+# nan 28 s, soak 13 s. 2026-11-30: memcheck / synccheck over "GpuNanTest GpuScratchTest IndexTensorOpsGpuTest
+# GpuSoakTest GpuFuzzTest" with JAVA_PROPS="-Dsparse24.soakSteps=300 -Dsparse24.fuzzCases=200" 70 s / 115 s (409
+# tests), synccheck over GpuOpsTest + GpuConcurrencyTest 13 s (168), over torch.TorchGpuTest memcheck 73 s,
+# synccheck 53 s (12; 0 errors each).
 set -uo pipefail
 
 if [[ $# -lt 2 || "$1" == -h || "$1" == --help ]]; then
@@ -159,12 +168,27 @@ sanitize_java() {
     # shellcheck source=/dev/null
     source "$B/bundle.env"
     library_paths
-    local cp sel=() c
+    local cp sel=() c extra=() torch=() props=() tool=(--tool "$2" --target-processes all)
     cp="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes" "$B/junit/$JUNIT_JAR"); echo "${a[*]}")"
     for c in $JAVA_CLASSES; do sel+=(--select-class "org.sparse24.$c"); done
+    if [[ " $JAVA_CLASSES" == *" torch."* ]]; then
+        # as run.sh's torch step
+        NVLIBS="$(python3 "$B/nvidia-libs.py" 2>/dev/null | sed -n 's/^NVLIBS=//p')"
+        # shellcheck source=torch-env.sh
+        source "$B/torch-env.sh"
+        if ! ls "$TORCH_DIR"/lib/pytorch-*-linux-x86_64-gpu.jar > /dev/null 2>&1; then
+            echo "no LibTorch in $TORCH_DIR (torch-assemble.sh)" > "$RES/$1.txt"; finish "$1" 1 "$SECONDS"; return
+        fi
+        cp+=":$TORCH_CP"
+        torch=("${TORCH_ENV[@]}")
+        tool+=(--force-blocking-launches)
+        props=("${TORCH_JVM[@]}" "-Dorg.bytedeco.javacpp.cachedir=${TMPDIR:-/tmp}/sparse24-sanitize-javacpp")
+    fi
+    read -r -a extra <<< "${JAVA_PROPS:-}"
     mkdir -p "$RES/$1"
-    sanitize "$1" "${TIMEOUT_JAVA_SANITIZE:-300}" --tool "$2" --target-processes all -- \
-        "$B/jre/bin/java" -Xmx8g "-Dsparse24.stressSeconds=2" -cp "$cp" org.junit.platform.console.ConsoleLauncher \
+    sanitize "$1" "${TIMEOUT_JAVA_SANITIZE:-300}" "${tool[@]}" -- "${torch[@]}" \
+        "$B/jre/bin/java" -Xmx8g "-Dsparse24.stressSeconds=2" "${props[@]}" "${extra[@]}" -cp "$cp" \
+        org.junit.platform.console.ConsoleLauncher \
         $JUNIT_EXECUTE --disable-banner --details=summary --include-engine=junit-jupiter --include-tag gpu \
         --reports-dir "$RES/$1" --fail-if-no-tests "${sel[@]}"
 }

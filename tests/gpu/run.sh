@@ -59,7 +59,6 @@ TIMEOUT_JUNIT="${TIMEOUT_JUNIT:-300}"
 TIMEOUT_TORCH="${TIMEOUT_TORCH:-300}"
 TIMEOUT_TRAIN="${TIMEOUT_TRAIN:-600}"
 TIMEOUT_MULTIGPU="${TIMEOUT_MULTIGPU:-600}"
-TORCH_DIR="${TORCH_DIR:-/tmp/sparse24-torch}"
 TIMEOUT_BENCH="${TIMEOUT_BENCH:-400}"
 TIMEOUT_NATIVEBENCH="${TIMEOUT_NATIVEBENCH:-300}"
 SUMMARY="$RES/summary.txt"
@@ -90,6 +89,9 @@ for v in SPARSE24_CUSPARSELT_PATH SPARSE24_CUBLASLT_PATH; do
     case ":${LD_LIBRARY_PATH:-}:" in *":$p:"*) ;; *) LD_LIBRARY_PATH="$p${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac
 done
 export LD_LIBRARY_PATH
+# LibTorch's CUDA build (NVLIBS above): TORCH_DIR, TORCH_CP, TORCH_JVM, TORCH_ENV
+# shellcheck source=torch-env.sh
+source "$B/torch-env.sh"
 
 # ---- the machine ----------------------------------------------------------------------------------------
 if command -v nvidia-smi >/dev/null; then
@@ -119,15 +121,6 @@ read -r -a USER_JVM <<< "${JAVA_OPTS:-}"
 JVM+=("${USER_JVM[@]}")
 CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes"); echo "${a[*]}")"
 
-# LibTorch's CUDA build: its jars on the class path, its natives from the -gpu jar (JavaCPP unpacks them into
-# this run's cache, ~860 MB, seconds), and LD_LIBRARY_PATH holding only the NVIDIA library folders (LibTorch's
-# own natives on it too would be loaded twice, and abort).
-TORCH_CP="$(IFS=:; shopt -s nullglob; a=("$TORCH_DIR"/lib/*.jar); echo "${a[*]}")"
-# JavaCPP's memory limits off: with them every native object allocated reads the process's resident memory first
-# (the LibTorch steps allocate many; the training and multi-GPU runs of 2026-11-29 ran with them on)
-TORCH_JVM=("-Dorg.bytedeco.javacpp.platform.extension=-gpu" -Dorg.bytedeco.javacpp.maxBytes=0
-           -Dorg.bytedeco.javacpp.maxPhysicalBytes=0)
-TORCH_ENV=(env "LD_LIBRARY_PATH=$NVLIBS")
 torch_missing() { # <step>: why the step cannot run on LibTorch, or nothing
     if [[ "${TORCH_PARTS:-0}" == 0 ]]; then echo "SKIP the bundle was built with --no-torch"
     elif ! ls "$TORCH_DIR"/lib/pytorch-*-linux-x86_64-gpu.jar >/dev/null 2>&1; then

@@ -13,6 +13,8 @@
 #   ffn        s24_kernel_bench ffn at 16384x4096x16384 and 8192x8192x28672: backward dense / two-pass /
 #              fused, and the two sparse paths' gradients compared
 #   breakdown  s24_native_check breakdown 16384 4096 16384: each step of the FFN timed alone
+#   racecheck  compute-sanitizer racecheck over `s24_kernel_bench check --ops-only` (every grad_split24 variant
+#              and the two-kernel path, our kernels only: kns=s24; not in the default STEPS)
 # The results folder gets one log a step and summary.txt, which is printed last (exit status 0 only if
 # every step passed).
 #
@@ -89,6 +91,10 @@ if wanted check; then step check 150 "'$KB' check"; fi
 if wanted bench; then step bench 200 "'$KB' bench"; fi
 if wanted ffn; then step ffn 240 "'$KB' ffn 16384 4096 16384 && '$KB' ffn 8192 8192 28672"; fi
 if wanted breakdown; then step breakdown 150 "'$BIN/s24_native_check' breakdown 16384 4096 16384"; fi
+if wanted racecheck; then
+    SAN="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+    step racecheck 150 "'$SAN' --tool racecheck --error-exitcode 99 --kernel-name kns=s24 '$KB' check --ops-only"
+fi
 
 echo
 echo "======== summary ($RES)"
@@ -96,6 +102,7 @@ echo "======== summary ($RES)"
 [[ -f "$RES/bench.log" ]] && sed -n '/^kernel /,$p' "$RES/bench.log"
 [[ -f "$RES/ffn.log" ]] && grep -E '^FFN|^  |FFN gradients' "$RES/ffn.log"
 [[ -f "$RES/breakdown.log" ]] && cat "$RES/breakdown.log"
+[[ -f "$RES/racecheck.log" ]] && { grep -c '^ok ' "$RES/racecheck.log" | sed 's/^/racecheck: ok /'; grep -E '^FAIL|RACECHECK SUMMARY' "$RES/racecheck.log" | head -5; }
 if (( FAILED )); then echo "overall FAIL" >> "$SUMMARY"; else echo "overall PASS" >> "$SUMMARY"; fi
 cat "$SUMMARY"
 exit "$FAILED"

@@ -8,11 +8,6 @@ class CpuConcurrencyTest extends ConcurrencyChecks {
     }
 
     @Override
-    DType dtype() {
-        return DType.BF16;
-    }
-
-    @Override
     int[] shape() {
         return new int[] {32, 32, 64};
     }

@@ -8,11 +8,6 @@ class CpuScratchTest extends ScratchChecks {
     }
 
     @Override
-    DType dtype() {
-        return DType.BF16;
-    }
-
-    @Override
     int[] shape() {
         return new int[] {32, 256, 16, 1024};
     }

@@ -11,11 +11,6 @@ class GpuConcurrencyTest extends ConcurrencyChecks {
     }
 
     @Override
-    DType dtype() {
-        return DType.BF16;
-    }
-
-    @Override
     int[] shape() {
         return new int[] {128, 128, 256};
     }

@@ -13,11 +13,6 @@ class GpuScratchTest extends ScratchChecks {
         return Backend.CUDA;
     }
 
-    @Override
-    DType dtype() {
-        return DType.BF16;
-    }
-
     /** Shapes the sparse GEMMs take (multiples of 64). */
     @Override
     int[] shape() {

@@ -14,11 +14,6 @@ class GpuSoakTest extends SoakChecks {
     }
 
     @Override
-    DType dtype() {
-        return DType.BF16;
-    }
-
-    @Override
     int[] shape() {
         return new int[] {256, 256, 1024};
     }
