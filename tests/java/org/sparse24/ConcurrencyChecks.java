@@ -28,7 +28,7 @@ abstract class ConcurrencyChecks {
 
     abstract Backend backend();
 
-    /** The element type of every case (bf16: the dtype the method is for). */
+    /** The element type of every case: bf16. */
     DType dtype() {
         return DType.BF16;
     }

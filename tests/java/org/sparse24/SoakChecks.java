@@ -23,7 +23,7 @@ import org.junit.jupiter.api.TestInstance;
 abstract class SoakChecks {
     abstract Backend backend();
 
-    /** The element type of every case (bf16: the dtype the method is for). */
+    /** The element type of every case: bf16. */
     DType dtype() {
         return DType.BF16;
     }
