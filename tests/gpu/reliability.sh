@@ -176,7 +176,7 @@ sanitize_java() {
         NVLIBS="$(python3 "$B/nvidia-libs.py" 2>/dev/null | sed -n 's/^NVLIBS=//p')"
         # shellcheck source=torch-env.sh
         source "$B/torch-env.sh"
-        if ! ls "$TORCH_DIR"/lib/pytorch-*-linux-x86_64-gpu.jar > /dev/null 2>&1; then
+        if ! torch_assembled; then
             echo "no LibTorch in $TORCH_DIR (torch-assemble.sh)" > "$RES/$1.txt"; finish "$1" 1 "$SECONDS"; return
         fi
         cp+=":$TORCH_CP"

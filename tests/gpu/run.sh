@@ -123,7 +123,7 @@ CP="$(IFS=:; shopt -s nullglob; a=("$B"/lib/*.jar "$B/test-classes"); echo "${a[
 
 torch_missing() { # <step>: why the step cannot run on LibTorch, or nothing
     if [[ "${TORCH_PARTS:-0}" == 0 ]]; then echo "SKIP the bundle was built with --no-torch"
-    elif ! ls "$TORCH_DIR"/lib/pytorch-*-linux-x86_64-gpu.jar >/dev/null 2>&1; then
+    elif ! torch_assembled; then
         echo "FAIL no LibTorch in $TORCH_DIR: upload the $TORCH_PARTS parts and run torch-assemble.sh <parts-dir>"
     elif [[ -z "$NVLIBS" ]]; then echo "FAIL the NVIDIA libraries (python3's site-packages/nvidia/*/lib) were not found"
     fi
